@@ -1,0 +1,24 @@
+"""ASGI entry point: HTTP to Django, WebSocket through origin and auth checks.
+
+Wired as in the Channels tutorial: ``get_asgi_application()`` runs before any
+import that touches models.
+"""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+
+from kaiwa.accounts.middleware import BrowserOriginValidator, WebsocketAuthStack  # noqa: E402
+from kaiwa.chat.routing import websocket_urlpatterns  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": BrowserOriginValidator(WebsocketAuthStack(URLRouter(websocket_urlpatterns))),
+    }
+)

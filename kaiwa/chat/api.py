@@ -1,0 +1,111 @@
+"""REST API of PROTOCOL.md section 5: rooms, messages, read positions, DMs."""
+
+from typing import Any
+
+import orjson
+from django.db import Error as DatabaseError
+from django.http import HttpResponse
+from rest_framework.exceptions import APIException
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from . import frames, selectors, services
+from .errors import ChatError, RoomNotFound
+from .selectors import MESSAGE_PAGE_MAX
+
+
+class ChatAPIError(APIException):
+    """A ChatError as a DRF error response: ``{"code", "detail"}``."""
+
+    def __init__(self, error: ChatError) -> None:
+        self.status_code = error.http_status
+        super().__init__(detail=error.detail, code=error.code)
+
+
+def query_int(request: Request, name: str, default: int | None, maximum: int | None = None) -> Any:
+    """A non-negative integer query parameter; raises a 400 ChatAPIError on junk."""
+    raw = request.query_params.get(name)
+    if raw in (None, ""):
+        return default
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+        raise ChatAPIError(ChatError(f"'{name}' must be a non-negative integer.", code="bad_request"))
+    value = int(raw)
+    return min(value, maximum) if maximum is not None else value
+
+
+def json_body(request: Request) -> dict[str, Any]:
+    """The request's JSON object; raises a 400 ChatAPIError when it is not an object."""
+    data = request.data
+    if not isinstance(data, dict):
+        raise ChatAPIError(ChatError("The body must be a JSON object.", code="bad_request"))
+    return data
+
+
+def json_response(payload: Any, status: int = 200) -> HttpResponse:
+    return HttpResponse(orjson.dumps(payload), status=status, content_type="application/json")
+
+
+class ChatAPIView(APIView):
+    """Maps chat errors to their HTTP status, database errors to 503."""
+
+    def handle_exception(self, exc: Exception) -> Response:
+        if isinstance(exc, ChatError):
+            exc = ChatAPIError(exc)
+        elif isinstance(exc, DatabaseError):
+            exc = ChatAPIError(ChatError("The database is unavailable.", code="unavailable"))
+            exc.status_code = 503
+        return super().handle_exception(exc)
+
+
+class RoomListAPI(ChatAPIView):
+    def get(self, request: Request) -> HttpResponse:
+        rooms = [
+            {"slug": r.slug, "title": r.title, "private": r.private, "last_seq": r.last_seq}
+            for r in selectors.room_list_visible(user=request.user)
+        ]
+        return json_response({"rooms": rooms})
+
+
+class MessageListAPI(ChatAPIView):
+    def get(self, request: Request, room: str) -> HttpResponse:
+        found = selectors.room_get_visible(user=request.user, slug=room)
+        messages = selectors.message_list(
+            room=found,
+            after=query_int(request, "after", None),
+            before=query_int(request, "before", None),
+            limit=max(1, query_int(request, "limit", 50, MESSAGE_PAGE_MAX)),
+        )
+        return json_response({"messages": [frames.message_payload(m, room) for m in messages]})
+
+    def post(self, request: Request, room: str) -> HttpResponse:
+        data = json_body(request)
+        # A private room is visible to its members only: strangers get 404.
+        found = selectors.room_get_visible(user=request.user, slug=room)
+        message, created = services.message_create(
+            room=found,
+            user=request.user,
+            username=request.user.username,
+            text=data.get("message"),
+            client_id=data.get("client_id"),
+        )
+        return json_response(frames.message_payload(message, room), 201 if created else 200)
+
+
+class ReadAPI(ChatAPIView):
+    def post(self, request: Request, room: str) -> HttpResponse:
+        data = json_body(request)
+        found = selectors.room_get_visible(user=request.user, slug=room)
+        services.membership_read(room=found, user=request.user, seq=data.get("seq"))
+        return HttpResponse(status=204)
+
+
+class DirectMessageAPI(ChatAPIView):
+    def post(self, request: Request) -> HttpResponse:
+        data = json_body(request)
+        try:
+            room, created = services.dm_open(user=request.user, other_username=data.get("username"))
+        except RoomNotFound as exc:
+            raise ChatAPIError(exc) from exc
+        payload = {"slug": room.slug, "title": room.title, "private": True, "last_seq": room.last_seq}
+        return json_response(payload, 201 if created else 200)

@@ -1,0 +1,250 @@
+"""The WebSocket consumer of ``/ws/chat/<room>/`` (PROTOCOL.md sections 1-3, 6).
+
+The consumer decodes and validates frames and calls services; the fan-out hub
+(``fanout``) feeds it the room's messages in ``seq`` order.
+"""
+
+import asyncio
+import logging
+import secrets
+import uuid
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.db import Error as DatabaseError
+
+from . import frames, selectors, services
+from .errors import ChatError, Unavailable
+from .fanout import Outbox, OutboxOverflow, get_hub
+
+logger = logging.getLogger(__name__)
+
+CLOSE_TOO_BIG = 1009
+CLOSE_TRY_AGAIN_LATER = 1013
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_TOO_SLOW = 4408
+CLOSE_TIMEOUT_SECONDS = 5.0
+
+
+def parse_after(query_string: bytes) -> tuple[int | None, bool]:
+    """Read ``after=<seq>`` from a raw query string.
+
+    Returns ``(after, ok)``: ``after`` is None when absent or invalid, and
+    ``ok`` is False when it was given but is not a non-negative integer.
+    """
+    values = parse_qs(query_string.decode("latin-1")).get("after")
+    if not values:
+        return None, True
+    value = values[-1]
+    if not value.isascii() or not value.isdigit() or len(value) > 18:
+        return None, False
+    return int(value), True
+
+
+class ChatConsumer(AsyncWebsocketConsumer):
+    """One socket in one room.
+
+    Lifecycle: accept; authenticate (4401); admit to the room (4403, 4404);
+    join the room's feed; send the backlog or ``reset``; send ``ready``; then
+    live messages from the feed through a bounded ``Outbox``.
+    """
+
+    # Sockets get no channel-layer channel of their own: the hub holds one
+    # subscription per room per process (see fanout). This alias names no layer.
+    channel_layer_alias = "kaiwa.no-per-socket-channel"
+
+    async def connect(self) -> None:
+        self.socket_id = uuid.uuid4().hex
+        self.room = None
+        self.user = None
+        self.ready = False
+        self.closing = False
+        self.last_seq = 0
+        self.early: list[tuple[int, str]] = []
+        self.writer: asyncio.Task[None] | None = None
+        self.outbox = Outbox(settings.KAIWA_OUTBOUND_MAX_MESSAGES, settings.KAIWA_OUTBOUND_MAX_BYTES)
+        await self.accept()
+        if not self._authenticate():
+            await self._close(CLOSE_UNAUTHENTICATED)
+            return
+        try:
+            await self._join()
+        except ChatError as exc:
+            await self._close(exc.close_code)
+        except Exception:
+            logger.exception("join failed")
+            await self._send_now(frames.error_frame("unavailable", Unavailable().detail))
+            await self._close(CLOSE_TRY_AGAIN_LATER)
+
+    def _authenticate(self) -> bool:
+        user = self.scope.get("user")
+        if user is not None and user.is_authenticated:
+            self.user = user
+            self.username = user.username
+            return True
+        if settings.KAIWA_ALLOW_GUESTS:
+            self.username = f"guest-{secrets.token_hex(4)}"
+            return True
+        return False
+
+    async def _join(self) -> None:
+        slug = self.scope["url_route"]["kwargs"]["room"]
+        after, after_ok = parse_after(self.scope.get("query_string", b""))
+        self.room = await database_sync_to_async(services.room_join)(user=self.user, slug=slug)
+        hub = get_hub()
+        await hub.join_room(slug, self)
+        if self.user is not None:
+            await hub.join_user(self.user.pk, self)
+        if not after_ok:
+            await self._send_now(
+                frames.error_frame(
+                    "bad_request", "'after' must be a non-negative integer; ignored."
+                )
+            )
+        backlog = await database_sync_to_async(selectors.message_backlog)(
+            room=self.room, after=after
+        )
+        await self._send_backlog(backlog)
+
+    async def _send_backlog(self, backlog: selectors.Backlog) -> None:
+        slug = self.room.slug
+        if backlog.reset_seq is not None:
+            await self._send_now(frames.encode({"type": "reset", "seq": backlog.reset_seq}))
+        for message in backlog.messages:
+            await self._send_now(frames.message_frame(message, slug))
+        self.last_seq = backlog.latest_seq
+        ready = {"type": "ready", "room": slug, "seq": self.last_seq, "username": self.username}
+        await self._send_now(frames.encode(ready))
+        self.ready = True
+        for seq, frame in self.early:
+            self.deliver(seq, frame)
+        self.early = []
+        self.writer = asyncio.get_running_loop().create_task(self.outbox.drain(self._send_now))
+
+    # --- fed by the hub (must not block) --------------------------------------
+
+    def deliver(self, seq: int, frame: str) -> None:
+        """Queue room message ``seq`` unless already sent (backlog overlap)."""
+        if not self.ready:
+            self.early.append((seq, frame))
+            if len(self.early) > self.outbox.limit_messages:
+                self._overflow()
+            return
+        if seq <= self.last_seq or self.closing:
+            return
+        self.last_seq = seq
+        self._queue(frame)
+
+    def deliver_event(self, frame: str) -> None:
+        """Queue a frame addressed to this socket's user."""
+        if self.ready and not self.closing:
+            self._queue(frame)
+
+    def _queue(self, frame: str) -> None:
+        try:
+            self.outbox.put(frame)
+        except OutboxOverflow:
+            self._overflow()
+
+    def _overflow(self) -> None:
+        if not self.closing:
+            logger.info("socket %s too slow: closing with 4408", self.socket_id)
+            asyncio.get_running_loop().create_task(self._close(CLOSE_TOO_SLOW))
+
+    # --- client frames ----------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.closing or not self.ready:
+            return
+        if text_data is None:
+            self._queue(frames.error_frame("bad_frame", "Binary frames are not supported."))
+            return
+        if len(text_data) * 4 > settings.KAIWA_MAX_FRAME_BYTES and (
+            len(text_data.encode()) > settings.KAIWA_MAX_FRAME_BYTES
+        ):
+            await self._close(CLOSE_TOO_BIG)
+            return
+        try:
+            data = orjson.loads(text_data)
+        except orjson.JSONDecodeError:
+            self._queue(frames.error_frame("bad_json", "The frame is not valid JSON."))
+            return
+        if not isinstance(data, dict):
+            self._queue(frames.error_frame("bad_frame", "A frame is one JSON object."))
+            return
+        await self._dispatch(data)
+
+    async def _dispatch(self, data: dict[str, Any]) -> None:
+        kind = data.get("type", "message")
+        try:
+            if kind == "message":
+                await self._post(data)
+            elif kind == "ping":
+                self._queue(frames.PONG_FRAME)
+            elif kind == "read":
+                await self._read(data)
+            else:
+                self._queue(frames.error_frame("bad_frame", f"Unknown frame type {kind!r}."))
+        except ChatError as exc:
+            self._queue(frames.error_frame(exc.code, exc.detail))
+        except DatabaseError:
+            logger.exception("database unavailable")
+            self._queue(frames.error_frame("unavailable", Unavailable().detail))
+
+    async def _post(self, data: dict[str, Any]) -> None:
+        message, created = await database_sync_to_async(services.message_create)(
+            room=self.room,
+            user=self.user,
+            username=self.username,
+            text=data.get("message"),
+            client_id=data.get("client_id"),
+        )
+        if not created:  # a retry: the original is the acknowledgement
+            self._queue(frames.message_frame(message, self.room.slug))
+
+    async def _read(self, data: dict[str, Any]) -> None:
+        if self.user is None:
+            raise ChatError("Guests have no read position.", code="bad_frame")
+        await database_sync_to_async(services.membership_read)(
+            room=self.room, user=self.user, seq=data.get("seq"), origin=self.socket_id
+        )
+
+    # --- plumbing ---------------------------------------------------------------
+
+    async def _send_now(self, frame: str) -> None:
+        await self.base_send({"type": "websocket.send", "text": frame})
+
+    async def _close(self, code: int) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        if self.writer is not None:
+            self.writer.cancel()
+        try:
+            await asyncio.wait_for(self.close(code), CLOSE_TIMEOUT_SECONDS)
+        except Exception:
+            logger.info("socket %s: close %d not sent", self.socket_id, code)
+
+    async def disconnect(self, code: int) -> None:
+        self.closing = True
+        if self.writer is not None:
+            self.writer.cancel()
+        if self.room is not None:
+            hub = get_hub()
+            await hub.leave_room(self.room.slug, self)
+            if self.user is not None:
+                await hub.leave_user(self.user.pk, self)
+
+
+class NoRouteConsumer(AsyncWebsocketConsumer):
+    """Any other WebSocket path: closed with 4404."""
+
+    channel_layer_alias = ChatConsumer.channel_layer_alias
+
+    async def connect(self) -> None:
+        await self.accept()
+        await self.close(4404)

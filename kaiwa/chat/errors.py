@@ -1,0 +1,50 @@
+"""Errors of the chat services, each carrying the code a client sees.
+
+``code`` is the PROTOCOL.md error code (error frames) and ``close_code`` the
+WebSocket close code where the error ends a connection.
+"""
+
+
+class ChatError(Exception):
+    """Base of chat errors: ``code`` (str) and human ``detail`` (str)."""
+
+    code = "error"
+    close_code = 1008
+    http_status = 400
+
+    def __init__(self, detail: str = "", *, code: str | None = None) -> None:
+        super().__init__(detail or self.__class__.__doc__ or self.code)
+        self.detail = detail or (self.__class__.__doc__ or self.code).strip()
+        if code:
+            self.code = code
+
+
+class RoomNotFound(ChatError):
+    """No such room, or a bad room name."""
+
+    code = "not_found"
+    close_code = 4404
+    http_status = 404
+
+
+class RoomForbidden(ChatError):
+    """Not allowed in this room."""
+
+    code = "forbidden"
+    close_code = 4403
+    http_status = 403
+
+
+class MessageInvalid(ChatError):
+    """The message is not a string of the allowed length."""
+
+    code = "bad_frame"
+    http_status = 400
+
+
+class Unavailable(ChatError):
+    """The database or channel layer is unreachable; try again."""
+
+    code = "unavailable"
+    close_code = 1011
+    http_status = 503

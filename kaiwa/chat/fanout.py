@@ -1,0 +1,378 @@
+"""The fan-out hub: how a stored message reaches every socket of its room.
+
+One ``Hub`` per process (per event loop) holds one ``RoomFeed`` per room that
+has local sockets, and one channel-layer channel for the whole process. The
+hub joins the channel-layer group ``room.<slug>`` once per room, not once per
+socket (as Phoenix PubSub's fastlane and channels_redis's pub/sub layer do),
+so a broadcast costs one channel-layer message per process, one JSON encode
+per message, and one queue append per local socket.
+
+Invariants (PROTOCOL.md section 4):
+
+1. Only committed messages enter a feed: services call ``publish_message``
+   from ``transaction.on_commit``; gap filling reads committed rows.
+2. Order, no gap, no duplicate: a feed delivers ``seq`` exactly in order.
+   A ``seq`` at or below the feed's high-water mark is a duplicate (our own
+   publish echoed back by the channel layer, or a refill) and is dropped. A
+   ``seq`` above the next one waits in ``pending``; when the gap is not
+   closed within KAIWA_GAP_GRACE_SECONDS, the feed reads the missing rows
+   from the database (the publishing process may have died between commit and
+   publish, or the channel layer dropped the message) and delivers them first.
+3. Bounded memory: each socket's ``Outbox`` holds at most
+   KAIWA_OUTBOUND_MAX_MESSAGES frames and KAIWA_OUTBOUND_MAX_BYTES bytes;
+   on overflow the socket is closed with 4408 and resumes with ``after=``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from . import frames
+
+logger = logging.getLogger(__name__)
+
+ROOM_MESSAGE = "room.message"
+USER_EVENT = "user.event"
+
+
+def room_group(slug: str) -> str:
+    """The channel-layer group of a room's feeds: ``room.<slug>``."""
+    return f"room.{slug}"
+
+
+def user_group(user_id: int) -> str:
+    """The channel-layer group of a user's sockets: ``user.<id>``."""
+    return f"user.{user_id}"
+
+
+class Subscriber(Protocol):
+    """A socket fed by the hub (the chat consumer)."""
+
+    def deliver(self, seq: int, frame: str) -> None:
+        """Take the room frame ``frame`` of sequence number ``seq``; must not block."""
+
+    socket_id: str
+
+    def deliver_event(self, frame: str) -> None:
+        """Take a frame addressed to the socket's user (e.g. ``read``)."""
+
+
+class OutboxOverflow(Exception):
+    """The socket's outbound buffer is full: the client is too slow (close 4408)."""
+
+
+class Outbox:
+    """A socket's bounded outbound queue, drained by one writer task.
+
+    ``limit_messages`` (frames) and ``limit_bytes`` (UTF-8 bytes, counted as
+    characters for speed: an upper bound is what matters) bound it.
+    ``put`` raises OutboxOverflow when either would be exceeded.
+    """
+
+    __slots__ = ("frames", "size", "limit_messages", "limit_bytes", "wakeup")
+
+    def __init__(self, limit_messages: int, limit_bytes: int) -> None:
+        self.frames: deque[str] = deque()
+        self.size = 0
+        self.limit_messages = limit_messages
+        self.limit_bytes = limit_bytes
+        self.wakeup = asyncio.Event()
+
+    def put(self, frame: str) -> None:
+        if len(self.frames) >= self.limit_messages or self.size + len(frame) > self.limit_bytes:
+            raise OutboxOverflow
+        self.frames.append(frame)
+        self.size += len(frame)
+        self.wakeup.set()
+
+    async def drain(self, send: Callable[[str], Any]) -> None:
+        """Write frames with ``await send(frame)`` forever, in order."""
+        while True:
+            await self.wakeup.wait()
+            self.wakeup.clear()
+            while self.frames:
+                frame = self.frames.popleft()
+                self.size -= len(frame)
+                await send(frame)
+
+
+class RoomFeed:
+    """The in-order stream of one room's messages inside one process."""
+
+    def __init__(self, hub: Hub, slug: str) -> None:
+        self.hub = hub
+        self.slug = slug
+        self.subscribers: set[Subscriber] = set()
+        self.hwm: int | None = None  # highest seq delivered; None until initialised
+        self.pending: dict[int, str] = {}
+        self.ready = asyncio.Event()
+        self._gap_task: asyncio.Task[None] | None = None
+
+    def start(self, hwm: int) -> None:
+        """Open the feed at the room's current ``seq`` and flush what arrived meanwhile."""
+        self.hwm = hwm
+        self.ready.set()
+        self._advance()
+
+    def offer(self, seq: int, frame: str) -> None:
+        """Take message ``seq`` from any source; delivers in seq order (invariant 2)."""
+        if self.hwm is not None and seq <= self.hwm:
+            return
+        self.pending[seq] = frame
+        if self.hwm is not None:
+            self._advance()
+
+    def _advance(self) -> None:
+        assert self.hwm is not None
+        pending = self.pending
+        while self.hwm + 1 in pending:
+            self.hwm += 1
+            frame = pending.pop(self.hwm)
+            for subscriber in tuple(self.subscribers):
+                subscriber.deliver(self.hwm, frame)
+        for stale in [s for s in pending if s <= self.hwm]:
+            del pending[stale]
+        if pending and self._gap_task is None:
+            self._gap_task = asyncio.get_running_loop().create_task(self._fill_gap())
+
+    async def _fill_gap(self) -> None:
+        from .selectors import message_range
+
+        try:
+            await asyncio.sleep(settings.KAIWA_GAP_GRACE_SECONDS)
+            while self.pending and self.hwm is not None and min(self.pending) > self.hwm + 1:
+                before = min(self.pending)
+                try:
+                    rows = await database_sync_to_async(message_range)(
+                        room_slug=self.slug, after=self.hwm, before=before
+                    )
+                except Exception:
+                    logger.exception("gap fill of room %s failed; retrying", self.slug)
+                    await asyncio.sleep(1.0)
+                    continue
+                logger.warning(
+                    "room %s: filled seq %d..%d from the database", self.slug, self.hwm + 1, before - 1
+                )
+                for message in rows:
+                    self.pending.setdefault(message.seq, frames.message_frame(message, self.slug))
+                self._gap_task = None
+                self._advance()
+                return
+        finally:
+            if self._gap_task is asyncio.current_task():
+                self._gap_task = None
+
+    def close(self) -> None:
+        if self._gap_task is not None:
+            self._gap_task.cancel()
+
+
+class Hub:
+    """One process's fan-out: room feeds, user sockets, one channel-layer channel.
+
+    Create with ``get_hub()`` inside the server's event loop.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.layer = get_channel_layer()
+        self.feeds: dict[str, RoomFeed] = {}
+        self.user_sockets: dict[int, set[Subscriber]] = {}
+        self.channel_name: str | None = None
+        self._lock = asyncio.Lock()  # orders group_add/group_discard
+        self._reader: asyncio.Task[None] | None = None
+
+    async def _channel(self) -> str:
+        if self.channel_name is None:
+            self.channel_name = await self.layer.new_channel("kaiwa-hub.")
+            self._reader = self.loop.create_task(self._read())
+        return self.channel_name
+
+    async def _read(self) -> None:
+        assert self.channel_name is not None
+        while True:
+            try:
+                event = await self.layer.receive(self.channel_name)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("channel layer receive failed; retrying in 1 s")
+                await asyncio.sleep(1.0)
+                continue
+            self.dispatch(event)
+
+    def dispatch(self, event: dict[str, Any]) -> None:
+        """Route a channel-layer event to the local feed or user sockets."""
+        if event.get("type") == ROOM_MESSAGE:
+            feed = self.feeds.get(event["room"])
+            if feed is not None:
+                feed.offer(event["seq"], event["frame"])
+        elif event.get("type") == USER_EVENT:
+            origin = event.get("origin")
+            for subscriber in tuple(self.user_sockets.get(event["user"], ())):
+                if subscriber.socket_id != origin:
+                    subscriber.deliver_event(event["frame"])
+
+    # --- membership -----------------------------------------------------------
+
+    async def join_room(self, slug: str, subscriber: Subscriber) -> RoomFeed:
+        """Add ``subscriber`` to the room's feed, opening the feed if needed.
+
+        Returns the feed, already started: its next delivery is the seq after
+        the room's latest committed one at the time it opened. Raises the
+        database or channel-layer error when the feed cannot open.
+        """
+        from .selectors import room_last_seq
+
+        feed = self.feeds.get(slug)
+        if feed is None:
+            async with self._lock:
+                feed = self.feeds.get(slug)
+                if feed is None:
+                    feed = RoomFeed(self, slug)
+                    self.feeds[slug] = feed
+                    try:
+                        await self.layer.group_add(room_group(slug), await self._channel())
+                        feed.start(await database_sync_to_async(room_last_seq)(slug=slug))
+                    except BaseException:
+                        del self.feeds[slug]
+                        feed.close()
+                        raise
+        await feed.ready.wait()
+        feed.subscribers.add(subscriber)
+        return feed
+
+    async def leave_room(self, slug: str, subscriber: Subscriber) -> None:
+        """Remove ``subscriber``; the last one out closes the feed and leaves the group."""
+        feed = self.feeds.get(slug)
+        if feed is None:
+            return
+        feed.subscribers.discard(subscriber)
+        if feed.subscribers:
+            return
+        async with self._lock:
+            if feed.subscribers or self.feeds.get(slug) is not feed:
+                return
+            del self.feeds[slug]
+            feed.close()
+            await self._group_discard(room_group(slug))
+
+    async def join_user(self, user_id: int, subscriber: Subscriber) -> None:
+        """Route frames for user ``user_id`` (e.g. ``read``) to ``subscriber``."""
+        async with self._lock:
+            sockets = self.user_sockets.setdefault(user_id, set())
+            if not sockets:
+                await self.layer.group_add(user_group(user_id), await self._channel())
+            sockets.add(subscriber)
+
+    async def leave_user(self, user_id: int, subscriber: Subscriber) -> None:
+        """Undo ``join_user``."""
+        async with self._lock:
+            sockets = self.user_sockets.get(user_id)
+            if sockets is None:
+                return
+            sockets.discard(subscriber)
+            if not sockets:
+                del self.user_sockets[user_id]
+                await self._group_discard(user_group(user_id))
+
+    async def _group_discard(self, group: str) -> None:
+        try:
+            await self.layer.group_discard(group, await self._channel())
+        except Exception:
+            logger.exception("group_discard %s failed", group)
+
+    # --- publishing -----------------------------------------------------------
+
+    def publish_room(self, slug: str, seq: int, frame: str) -> None:
+        """Deliver message ``seq`` to local sockets now and to other processes."""
+        feed = self.feeds.get(slug)
+        if feed is not None:
+            feed.offer(seq, frame)
+        event = {"type": ROOM_MESSAGE, "room": slug, "seq": seq, "frame": frame}
+        self.loop.create_task(self._group_send(room_group(slug), event))
+
+    def publish_user(self, event: dict[str, Any]) -> None:
+        """Send a USER_EVENT to every socket of its user in every process but its origin."""
+        self.loop.create_task(self._group_send(user_group(event["user"]), event))
+
+    async def _group_send(self, group: str, event: dict[str, Any]) -> None:
+        # A lost publish is repaired by gap filling (invariant 2).
+        try:
+            await self.layer.group_send(group, event)
+        except Exception:
+            logger.exception("group_send to %s failed", group)
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+        for feed in self.feeds.values():
+            feed.close()
+
+
+_hub: Hub | None = None
+
+
+def get_hub() -> Hub:
+    """The hub of the running event loop, created on first use."""
+    global _hub
+    loop = asyncio.get_running_loop()
+    if _hub is None or _hub.loop is not loop:
+        _hub = Hub(loop)
+    return _hub
+
+
+def _running_hub() -> Hub | None:
+    hub = _hub
+    if hub is None or hub.loop.is_closed() or not hub.loop.is_running():
+        return None
+    return hub
+
+
+def _publish(hub_call: Callable[[Hub], None], group: str, event: dict[str, Any]) -> None:
+    """Run ``hub_call`` on the hub's loop (thread-safe, not waiting), or, with no
+    hub in this process (a management command, a Celery worker, a test's sync
+    client), send ``event`` to ``group`` through the channel layer directly."""
+    hub = _running_hub()
+    if hub is not None:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is hub.loop:
+            hub_call(hub)
+        else:
+            hub.loop.call_soon_threadsafe(hub_call, hub)
+        return
+    try:
+        async_to_sync(get_channel_layer().group_send)(group, event)
+    except Exception:
+        logger.exception("group_send to %s failed", group)
+
+
+def publish_message(message: Any, room_slug: str) -> None:
+    """Broadcast a committed message to its room (called from ``on_commit``)."""
+    frame = frames.message_frame(message, room_slug)
+    seq = message.seq
+    _publish(
+        lambda hub: hub.publish_room(room_slug, seq, frame),
+        room_group(room_slug),
+        {"type": ROOM_MESSAGE, "room": room_slug, "seq": seq, "frame": frame},
+    )
+
+
+def publish_read(user_id: int, room_slug: str, seq: int, origin: str | None = None) -> None:
+    """Tell the sockets of ``user_id`` but ``origin`` (a socket_id) that the user's
+    read position in ``room_slug`` is now ``seq``."""
+    frame = frames.encode({"type": "read", "room": room_slug, "seq": seq})
+    event = {"type": USER_EVENT, "user": user_id, "frame": frame, "origin": origin}
+    _publish(lambda hub: hub.publish_user(event), user_group(user_id), event)

@@ -1,0 +1,77 @@
+"""Rooms, memberships and messages.
+
+A room's ``last_seq`` is its sequence counter: ``message_create`` raises it by
+one under the room's row lock in the same transaction that inserts the
+message, so ``seq`` is gapless per room whatever the number of processes.
+"""
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+from django.utils import timezone
+
+ROOM_SLUG_PATTERN = r"[A-Za-z0-9_-]{1,64}"
+room_slug_validator = RegexValidator(
+    rf"^{ROOM_SLUG_PATTERN}\Z", "1 to 64 characters of letters, digits, '_' and '-'."
+)
+
+
+class Room(models.Model):
+    slug = models.CharField(max_length=64, unique=True, validators=[room_slug_validator])
+    title = models.CharField(max_length=200, blank=True)
+    private = models.BooleanField(default=False)
+    last_seq = models.PositiveBigIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="Membership", related_name="rooms"
+    )
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class Membership(models.Model):
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    last_read_seq = models.PositiveBigIntegerField(default=0)
+    joined_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["room", "user"], name="membership_room_user_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.room}"
+
+
+class Message(models.Model):
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="messages")
+    seq = models.PositiveBigIntegerField()
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    # Kept on the row: guests have no user, and a frame needs no join to build.
+    username = models.CharField(max_length=150)
+    text = models.TextField()
+    client_id = models.CharField(max_length=64, null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["room", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["room", "seq"], name="message_room_seq_unique"),
+            models.UniqueConstraint(
+                fields=["room", "username", "client_id"],
+                condition=models.Q(client_id__isnull=False),
+                name="message_room_author_client_id_unique",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.room.slug}#{self.seq} {self.username}"

@@ -1,0 +1,91 @@
+"""Reads of the chat app: visible rooms, message pages, the join backlog."""
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Q, QuerySet
+
+from .errors import RoomNotFound
+from .models import Message, Room
+from .services import room_slug_check
+
+MESSAGE_PAGE_MAX = 200
+
+
+def room_list_visible(*, user: Any) -> QuerySet[Room]:
+    """Rooms ``user`` may see: every public room and the private rooms he is in."""
+    return Room.objects.filter(Q(private=False) | Q(memberships__user=user)).distinct()
+
+
+def room_get_visible(*, user: Any, slug: str) -> Room:
+    """The room ``slug`` if ``user`` may see it.
+
+    Raises RoomNotFound for a bad name, an unknown room, and a private room
+    ``user`` is not in: a stranger learns nothing about a private room.
+    """
+    room_slug_check(slug=slug)
+    room = room_list_visible(user=user).filter(slug=slug).first()
+    if room is None:
+        raise RoomNotFound("No such room.")
+    return room
+
+
+def message_list(
+    *, room: Room, after: int | None = None, before: int | None = None, limit: int = 50
+) -> list[Message]:
+    """Up to ``limit`` messages of ``room``, ascending ``seq``.
+
+    With ``after``, the first ``limit`` with seq > after; otherwise the last
+    ``limit`` (with seq < before when given).
+    """
+    qs = Message.objects.filter(room=room)
+    if before is not None:
+        qs = qs.filter(seq__lt=before)
+    if after is not None:
+        return list(qs.filter(seq__gt=after).order_by("seq")[:limit])
+    return list(reversed(qs.order_by("-seq")[:limit]))
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """What a joining socket is sent before ``ready``.
+
+    ``messages``: ascending seq; ``reset_seq``: set when the client must
+    reload over REST instead; ``latest_seq``: the room's seq when read.
+    """
+
+    messages: list[Message]
+    reset_seq: int | None
+    latest_seq: int
+
+
+def message_backlog(*, room: Room, after: int | None) -> Backlog:
+    """The backlog of PROTOCOL.md section 1 for a socket joining ``room``.
+
+    Without ``after``: the last KAIWA_BACKLOG_MESSAGES messages. With
+    ``after``: every message with seq > after, or a reset when more than
+    KAIWA_RESUME_LIMIT are missing or ``after`` is past the room's seq.
+    """
+    latest = Room.objects.values_list("last_seq", flat=True).get(pk=room.pk)
+    if after is None:
+        messages = message_list(room=room, limit=settings.KAIWA_BACKLOG_MESSAGES)
+        return Backlog(messages, None, latest)
+    if after > latest or latest - after > settings.KAIWA_RESUME_LIMIT:
+        return Backlog([], latest, latest)
+    return Backlog(message_list(room=room, after=after, limit=latest - after), None, latest)
+
+
+def message_range(*, room_slug: str, after: int, before: int) -> list[Message]:
+    """Messages of room ``room_slug`` with after < seq < before, ascending: gap filling."""
+    return list(
+        Message.objects.filter(room__slug=room_slug, seq__gt=after, seq__lt=before).order_by("seq")
+    )
+
+
+def room_last_seq(*, slug: str) -> int:
+    """The room's latest seq (0 when empty). Raises RoomNotFound for an unknown room."""
+    seq = Room.objects.filter(slug=slug).values_list("last_seq", flat=True).first()
+    if seq is None:
+        raise RoomNotFound("No such room.")
+    return seq

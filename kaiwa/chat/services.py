@@ -1,0 +1,165 @@
+"""Writes of the chat app: joining rooms, posting messages, read positions, DMs.
+
+Each service runs under ``transaction.atomic`` and queues its broadcast with
+``transaction.on_commit``, so nothing is broadcast that is not stored.
+"""
+
+from functools import partial
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+from django.db.models import F
+
+from . import fanout
+from .errors import MessageInvalid, RoomForbidden, RoomNotFound
+from .models import Membership, Message, Room, room_slug_validator
+
+DM_PREFIX = "dm-"
+
+
+def room_slug_check(*, slug: str) -> str:
+    """Return ``slug`` if it is a valid room name; raises RoomNotFound otherwise."""
+    try:
+        room_slug_validator(slug)
+    except Exception as exc:
+        raise RoomNotFound("Bad room name: 1 to 64 characters of [A-Za-z0-9_-].") from exc
+    return slug
+
+
+def room_join(*, user: Any, slug: str) -> Room:
+    """Admit ``user`` (a User, or None for a guest) to the room ``slug``.
+
+    A public room is created on first join, as in the Channels tutorial, and
+    a signed-in user becomes a member. Returns the Room.
+
+    Raises RoomNotFound for a bad name or an unknown ``dm-`` room, and
+    RoomForbidden for a private room ``user`` is not a member of.
+    """
+    room_slug_check(slug=slug)
+    room = Room.objects.filter(slug=slug).first()
+    if room is None:
+        if slug.startswith(DM_PREFIX):
+            raise RoomNotFound("No such room.")
+        room = _room_create_public(slug=slug)
+    if room.private:
+        if user is None or not Membership.objects.filter(room=room, user=user).exists():
+            raise RoomForbidden("This room is private.")
+    elif user is not None:
+        Membership.objects.get_or_create(room=room, user=user)
+    return room
+
+
+def _room_create_public(*, slug: str) -> Room:
+    try:
+        with transaction.atomic():
+            return Room.objects.create(slug=slug, title=slug)
+    except IntegrityError:  # another connection created it first
+        return Room.objects.get(slug=slug)
+
+
+def message_text_check(*, text: Any) -> str:
+    """Return ``text`` if it is a str of 1 to KAIWA_MAX_MESSAGE_CHARS characters.
+
+    Raises MessageInvalid with code ``bad_frame`` (not a string, empty) or
+    ``too_long``.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise MessageInvalid("'message' must be a non-empty string.", code="bad_frame")
+    limit = settings.KAIWA_MAX_MESSAGE_CHARS
+    if len(text) > limit:
+        raise MessageInvalid(f"'message' is longer than {limit} characters.", code="too_long")
+    return text
+
+
+def client_id_check(*, client_id: Any) -> str | None:
+    """Return ``client_id`` (None, or a str of 1 to 64 characters); raises MessageInvalid."""
+    if client_id is None:
+        return None
+    if not isinstance(client_id, str) or not 1 <= len(client_id) <= 64:
+        raise MessageInvalid("'client_id' must be a string of 1 to 64 characters.")
+    return client_id
+
+
+def message_create(
+    *, room: Room, user: Any, username: str, text: Any, client_id: Any = None
+) -> tuple[Message, bool]:
+    """Store a message in ``room`` with the next ``seq`` and broadcast it on commit.
+
+    ``user`` is the author (None for a guest), ``username`` the name shown.
+    With a ``client_id`` already used by this author in this room, the
+    original message is returned and nothing is stored or broadcast.
+
+    Returns ``(message, created)``. Raises MessageInvalid on a bad text or
+    client_id; database errors propagate (the consumer answers
+    ``unavailable``) and leave nothing half-stored.
+    """
+    text = message_text_check(text=text)
+    client_id = client_id_check(client_id=client_id)
+    with transaction.atomic():
+        # The row lock (PostgreSQL) or the IMMEDIATE write lock (SQLite)
+        # serialises writers per room: seq is gapless and client_id unique.
+        Room.objects.filter(pk=room.pk).update(last_seq=F("last_seq") + 1)
+        if client_id is not None:
+            original = Message.objects.filter(
+                room=room, username=username, client_id=client_id
+            ).first()
+            if original is not None:
+                transaction.set_rollback(True)
+                return original, False
+        seq = Room.objects.values_list("last_seq", flat=True).get(pk=room.pk)
+        message = Message.objects.create(
+            room=room, seq=seq, author=user, username=username, text=text, client_id=client_id
+        )
+        transaction.on_commit(partial(fanout.publish_message, message, room.slug))
+    return message, True
+
+
+def membership_read(*, room: Room, user: Any, seq: Any, origin: str | None = None) -> int:
+    """Move ``user``'s read position in ``room`` up to ``seq`` (it never moves back).
+
+    Tells the user's connections but ``origin`` (a socket id) with a ``read``
+    frame on commit.
+    Returns the stored position. Raises MessageInvalid when ``seq`` is not a
+    non-negative int, RoomForbidden when ``user`` is not a member.
+    """
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+        raise MessageInvalid("'seq' must be a non-negative integer.")
+    with transaction.atomic():
+        # A position past the last message would hide messages not yet sent.
+        seq = min(seq, Room.objects.values_list("last_seq", flat=True).get(pk=room.pk))
+        membership = (
+            Membership.objects.select_for_update().filter(room=room, user=user).first()
+        )
+        if membership is None:
+            raise RoomForbidden("Not a member of this room.")
+        if seq > membership.last_read_seq:
+            membership.last_read_seq = seq
+            membership.save(update_fields=["last_read_seq"])
+            transaction.on_commit(partial(fanout.publish_read, user.pk, room.slug, seq, origin))
+        return membership.last_read_seq
+
+
+def dm_open(*, user: Any, other_username: Any) -> tuple[Room, bool]:
+    """The private room of ``user`` and the user named ``other_username``.
+
+    The same room every time, whoever opens it: slug ``dm-<low id>-<high id>``.
+    Returns ``(room, created)``. Raises RoomNotFound for an unknown user and
+    MessageInvalid for a bad name.
+    """
+    if not isinstance(other_username, str) or not other_username:
+        raise MessageInvalid("'username' must be a non-empty string.")
+    other = get_user_model().objects.filter(username=other_username, is_active=True).first()
+    if other is None:
+        raise RoomNotFound("No such user.")
+    low, high = sorted([user.pk, other.pk])
+    slug = f"{DM_PREFIX}{low}-{high}"
+    with transaction.atomic():
+        room, created = Room.objects.get_or_create(
+            slug=slug,
+            defaults={"private": True, "title": f"{user.username}, {other.username}"},
+        )
+        for member in {user, other}:
+            Membership.objects.get_or_create(room=room, user=member)
+    return room, created
