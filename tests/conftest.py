@@ -68,3 +68,36 @@ def chromium_path() -> str:
     if not os.path.exists(path):
         pytest.skip("Chromium is not installed (apt-get install chromium)")
     return path
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hasher(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_channel_layers():
+    """Each test gets new channel layers and a new fan-out hub."""
+    from channels.layers import channel_layers
+
+    from kaiwa.chat import fanout
+
+    channel_layers.backends.clear()
+    fanout._hub = None
+    yield
+    channel_layers.backends.clear()
+    fanout._hub = None
+
+
+@pytest.fixture
+def alice(db):
+    from tests.factories import UserFactory
+
+    return UserFactory(username="alice")
+
+
+@pytest.fixture
+def bob(db):
+    from tests.factories import UserFactory
+
+    return UserFactory(username="bob")

@@ -1,0 +1,69 @@
+import pytest
+from django.test import override_settings
+
+from kaiwa.chat import selectors
+from kaiwa.chat.errors import RoomNotFound
+from tests.factories import MembershipFactory, MessageFactory, RoomFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_room_list_visible_hides_foreign_private_rooms(alice, bob):
+    RoomFactory(slug="public")
+    secret = RoomFactory(slug="secret", private=True)
+    MembershipFactory(room=secret, user=bob)
+    assert [r.slug for r in selectors.room_list_visible(user=alice)] == ["public"]
+    assert [r.slug for r in selectors.room_list_visible(user=bob)] == ["public", "secret"]
+
+
+def test_room_get_visible_answers_not_found_for_foreign_private_room(alice):
+    RoomFactory(slug="secret", private=True)
+    with pytest.raises(RoomNotFound):
+        selectors.room_get_visible(user=alice, slug="secret")
+    with pytest.raises(RoomNotFound):
+        selectors.room_get_visible(user=alice, slug="missing")
+
+
+def _room_with(n):
+    room = RoomFactory()
+    for _ in range(n):
+        MessageFactory(room=room)
+    room.refresh_from_db()
+    return room
+
+
+def test_message_list_pages(alice):
+    room = _room_with(10)
+    assert [m.seq for m in selectors.message_list(room=room, limit=3)] == [8, 9, 10]
+    assert [m.seq for m in selectors.message_list(room=room, after=2, limit=3)] == [3, 4, 5]
+    assert [m.seq for m in selectors.message_list(room=room, before=5, limit=3)] == [2, 3, 4]
+    assert [m.seq for m in selectors.message_list(room=room, after=2, before=5)] == [3, 4]
+
+
+@override_settings(KAIWA_BACKLOG_MESSAGES=4, KAIWA_RESUME_LIMIT=5)
+def test_message_backlog_without_after_is_the_last_messages(alice):
+    room = _room_with(10)
+    backlog = selectors.message_backlog(room=room, after=None)
+    assert [m.seq for m in backlog.messages] == [7, 8, 9, 10]
+    assert backlog.reset_seq is None and backlog.latest_seq == 10
+
+
+@override_settings(KAIWA_RESUME_LIMIT=5)
+def test_message_backlog_resumes_after_seq(alice):
+    room = _room_with(10)
+    backlog = selectors.message_backlog(room=room, after=6)
+    assert [m.seq for m in backlog.messages] == [7, 8, 9, 10]
+    assert selectors.message_backlog(room=room, after=10).messages == []
+
+
+@override_settings(KAIWA_RESUME_LIMIT=5)
+def test_message_backlog_resets_when_too_much_is_missing_or_after_is_ahead(alice):
+    room = _room_with(10)
+    assert selectors.message_backlog(room=room, after=4).reset_seq == 10
+    assert selectors.message_backlog(room=room, after=5).reset_seq is None
+    assert selectors.message_backlog(room=room, after=11).reset_seq == 10
+
+
+def test_message_range_reads_the_gap(alice):
+    room = _room_with(6)
+    assert [m.seq for m in selectors.message_range(room_slug=room.slug, after=2, before=5)] == [3, 4]
