@@ -26,6 +26,7 @@ Invariants (PROTOCOL.md section 4):
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -351,7 +352,9 @@ def _publish(hub_call: Callable[[Hub], None], group: str, event: dict[str, Any])
         if running is hub.loop:
             hub_call(hub)
         else:
-            hub.loop.call_soon_threadsafe(hub_call, hub)
+            # A fresh context: the caller's (a database thread's) would make the
+            # hub's tasks look nested inside asgiref's single-thread executor.
+            hub.loop.call_soon_threadsafe(hub_call, hub, context=contextvars.Context())
         return
     try:
         async_to_sync(get_channel_layer().group_send)(group, event)

@@ -214,15 +214,28 @@ def test_room_page_resumes_after_server_restart(kaiwa_server, new_context):
     kaiwa_server.stop()
     bob.wait_for_selector('#connection-state[data-state="reconnecting"]', timeout=WAIT_MS)
 
+    # Keep bob away while the server comes back and alice posts, so that he can
+    # only get these messages from the resume backlog (?after=<seq>).
+    bob.context.set_offline(True)
     kaiwa_server.start()
-    first = rest_post(kaiwa_server, token, "room1", "after the restart")
-    second = rest_post(kaiwa_server, token, "room1", "and once more")
+    first = rest_post(kaiwa_server, token, "room1", "while bob was away")
+    second = rest_post(kaiwa_server, token, "room1", "still away")
     assert second["seq"] == first["seq"] + 1
+    time.sleep(NEGATIVE_WAIT_S)  # bob keeps retrying, and failing, meanwhile
+    assert "away" not in chat_log(bob), "bob should have been offline"
+    assert bob.get_attribute("#connection-state", "data-state") == "reconnecting"
+    bob.context.set_offline(False)
 
-    wait_in_log(bob, "alice: and once more", "bob after the restart")
+    wait_in_log(bob, "alice: still away", "bob after the restart")
     wait_live(bob)
-    # Anything duplicated by the resume would be there by now; give it a moment anyway.
+    rest_post(kaiwa_server, token, "room1", "live again")
+    wait_in_log(bob, "alice: live again", "bob, live after the resume")
+    # A duplicate from the resume would have come before "live again"; give it a moment anyway.
     bob.wait_for_timeout(500)
     lines = log_lines(bob)
-    assert lines == before + ["alice: after the restart", "alice: and once more"], lines
+    assert lines == before + [
+        "alice: while bob was away",
+        "alice: still away",
+        "alice: live again",
+    ], lines
     assert re.match(r"live", bob.text_content("#connection-state") or "")
