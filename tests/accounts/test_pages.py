@@ -1,0 +1,50 @@
+import pytest
+from django.test import Client
+
+from tests.factories import MembershipFactory, RoomFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_chat_pages_need_login():
+    answer = Client().get("/chat/")
+    assert answer.status_code == 302 and answer["Location"].startswith("/accounts/login/")
+
+
+def test_signup_logs_the_new_user_in():
+    client = Client()
+    answer = client.post(
+        "/accounts/signup/",
+        {"username": "dora", "password1": "a-long-passphrase-9", "password2": "a-long-passphrase-9"},
+    )
+    assert answer.status_code == 302 and answer["Location"] == "/chat/"
+    assert client.get("/chat/").status_code == 200
+
+
+def test_index_has_the_tutorial_ids(alice):
+    client = Client()
+    client.force_login(alice)
+    html = client.get("/chat/").content.decode()
+    assert 'id="room-name-input"' in html and 'id="room-name-submit"' in html
+
+
+def test_room_page_has_the_tutorial_ids(alice):
+    client = Client()
+    client.force_login(alice)
+    html = client.get("/chat/lobby/").content.decode()
+    for element in ("chat-log", "chat-message-input", "chat-message-submit", "connection-state"):
+        assert f'id="{element}"' in html
+
+
+def test_foreign_private_room_page_is_not_found(alice, bob):
+    secret = RoomFactory(slug="secret", private=True, title="Secret plans")
+    MembershipFactory(room=secret, user=bob)
+    client = Client()
+    client.force_login(alice)
+    answer = client.get("/chat/secret/")
+    assert answer.status_code == 404 and b"Secret plans" not in answer.content
+
+
+def test_static_files_are_served(alice):
+    client = Client()
+    assert client.get("/static/chat/room.js").status_code == 200

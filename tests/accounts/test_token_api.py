@@ -1,0 +1,32 @@
+import pytest
+from django.test import Client
+
+pytestmark = pytest.mark.django_db
+
+
+def test_it_issues_a_token(alice):
+    answer = Client().post(
+        "/api/auth/token", {"username": "alice", "password": "pw-secret-123"}, content_type="application/json"
+    )
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["username"] == "alice" and len(body["token"]) >= 20
+    again = Client().post(
+        "/api/auth/token", {"username": "alice", "password": "pw-secret-123"}, content_type="application/json"
+    )
+    assert again.json()["token"] == body["token"]
+
+
+def test_it_rejects_bad_credentials(alice):
+    answer = Client().post(
+        "/api/auth/token", {"username": "alice", "password": "wrong"}, content_type="application/json"
+    )
+    assert answer.status_code == 401
+
+
+@pytest.mark.parametrize(
+    "body", ["{bad json", "[]", '{"username": "alice"}', '{"username": 1, "password": 2}']
+)
+def test_it_rejects_malformed_bodies(alice, body):
+    answer = Client().post("/api/auth/token", body, content_type="application/json")
+    assert answer.status_code == 400
