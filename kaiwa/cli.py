@@ -1,8 +1,8 @@
 """The ``kaiwa`` command: serve, worker, manage.
 
-    kaiwa serve [--host H] [--port P]   migrate, then serve HTTP and WebSocket on one port
-    kaiwa worker [celery worker options] a Celery worker for background tasks
-    kaiwa manage <command ...>          Django's management commands
+kaiwa serve [--host H] [--port P]   migrate, then serve HTTP and WebSocket on one port
+kaiwa worker [celery worker options] a Celery worker for background tasks
+kaiwa manage <command ...>          Django's management commands
 """
 
 import argparse

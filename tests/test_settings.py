@@ -34,10 +34,18 @@ def test_production_starts_with_a_real_secret(tmp_path):
 
 def test_embedded_defaults_use_sqlite_in_the_data_dir(tmp_path):
     done = subprocess.run(
-        [KAIWA, "manage", "shell", "-c",
-         "from django.conf import settings as s; print(s.DATABASES['default']['NAME']);"
-         "print(s.CHANNEL_LAYERS['default']['BACKEND']); print(s.CELERY_TASK_ALWAYS_EAGER)"],
-        env=base_env(KAIWA_DATA_DIR=str(tmp_path)), capture_output=True, text=True, timeout=60,
+        [
+            KAIWA,
+            "manage",
+            "shell",
+            "-c",
+            "from django.conf import settings as s; print(s.DATABASES['default']['NAME']);"
+            "print(s.CHANNEL_LAYERS['default']['BACKEND']); print(s.CELERY_TASK_ALWAYS_EAGER)",
+        ],
+        env=base_env(KAIWA_DATA_DIR=str(tmp_path)),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     lines = done.stdout.split()
     assert lines[-3] == str(tmp_path / "kaiwa.sqlite3")
@@ -47,12 +55,21 @@ def test_embedded_defaults_use_sqlite_in_the_data_dir(tmp_path):
 
 def test_redis_url_selects_redis_for_channels_and_celery(tmp_path):
     done = subprocess.run(
-        [KAIWA, "manage", "shell", "-c",
-         "from django.conf import settings as s; print(s.CHANNEL_LAYERS['default']['BACKEND']);"
-         "print(s.CELERY_BROKER_URL); print(s.CELERY_TASK_ALWAYS_EAGER)"],
+        [
+            KAIWA,
+            "manage",
+            "shell",
+            "-c",
+            "from django.conf import settings as s; print(s.CHANNEL_LAYERS['default']['BACKEND']);"
+            "print(s.CELERY_BROKER_URL); print(s.CELERY_TASK_ALWAYS_EAGER)",
+        ],
         env=base_env(KAIWA_DATA_DIR=str(tmp_path), REDIS_URL="redis://127.0.0.1:6379/3"),
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.stdout.split()[-3:] == [
-        "channels_redis.pubsub.RedisPubSubChannelLayer", "redis://127.0.0.1:6379/3", "False"
+        "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "redis://127.0.0.1:6379/3",
+        "False",
     ]

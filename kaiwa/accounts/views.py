@@ -37,7 +37,7 @@ class TokenAPI(APIView):
             isinstance(data.get(k), str) and data.get(k) for k in ("username", "password")
         ):
             return JsonResponse(
-                {"code": "bad_request", "detail": "Send {\"username\", \"password\"} as JSON."},
+                {"code": "bad_request", "detail": 'Send {"username", "password"} as JSON.'},
                 status=400,
             )
         token = token_issue(username=data["username"], password=data["password"])

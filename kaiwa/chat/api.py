@@ -29,7 +29,9 @@ def query_int(request: Request, name: str, default: int | None, maximum: int | N
     if raw in (None, ""):
         return default
     if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
-        raise ChatAPIError(ChatError(f"'{name}' must be a non-negative integer.", code="bad_request"))
+        raise ChatAPIError(
+            ChatError(f"'{name}' must be a non-negative integer.", code="bad_request")
+        )
     value = int(raw)
     return min(value, maximum) if maximum is not None else value
 
@@ -107,5 +109,10 @@ class DirectMessageAPI(ChatAPIView):
             room, created = services.dm_open(user=request.user, other_username=data.get("username"))
         except RoomNotFound as exc:
             raise ChatAPIError(exc) from exc
-        payload = {"slug": room.slug, "title": room.title, "private": True, "last_seq": room.last_seq}
+        payload = {
+            "slug": room.slug,
+            "title": room.title,
+            "private": True,
+            "last_seq": room.last_seq,
+        }
         return json_response(payload, 201 if created else 200)

@@ -20,6 +20,7 @@ from django.db import Error as DatabaseError
 from . import frames, selectors, services
 from .errors import ChatError, Unavailable
 from .fanout import Outbox, OutboxOverflow, get_hub
+from .models import Room
 
 logger = logging.getLogger(__name__)
 
@@ -59,14 +60,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         self.socket_id = uuid.uuid4().hex
-        self.room = None
-        self.user = None
+        self.room: Room | None = None
+        self.user: Any = None
         self.ready = False
         self.closing = False
         self.last_seq = 0
         self.early: list[tuple[int, str]] = []
         self.writer: asyncio.Task[None] | None = None
-        self.outbox = Outbox(settings.KAIWA_OUTBOUND_MAX_MESSAGES, settings.KAIWA_OUTBOUND_MAX_BYTES)
+        self.outbox = Outbox(
+            settings.KAIWA_OUTBOUND_MAX_MESSAGES, settings.KAIWA_OUTBOUND_MAX_BYTES
+        )
         await self.accept()
         if not self._authenticate():
             await self._close(CLOSE_UNAUTHENTICATED)
@@ -108,10 +111,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         backlog = await database_sync_to_async(selectors.message_backlog)(
             room=self.room, after=after
         )
-        await self._send_backlog(backlog)
+        await self._send_backlog(slug, backlog)
 
-    async def _send_backlog(self, backlog: selectors.Backlog) -> None:
-        slug = self.room.slug
+    async def _send_backlog(self, slug: str, backlog: selectors.Backlog) -> None:
         if backlog.reset_seq is not None:
             await self._send_now(frames.encode({"type": "reset", "seq": backlog.reset_seq}))
         for message in backlog.messages:
@@ -204,7 +206,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             client_id=data.get("client_id"),
         )
         if not created:  # a retry: the original is the acknowledgement
-            self._queue(frames.message_frame(message, self.room.slug))
+            self._queue(frames.message_frame(message, message.room.slug)  # room is select_related)
 
     async def _read(self, data: dict[str, Any]) -> None:
         if self.user is None:

@@ -161,7 +161,10 @@ class RoomFeed:
                     await asyncio.sleep(1.0)
                     continue
                 logger.warning(
-                    "room %s: filled seq %d..%d from the database", self.slug, self.hwm + 1, before - 1
+                    "room %s: filled seq %d..%d from the database",
+                    self.slug,
+                    self.hwm + 1,
+                    before - 1,
                 )
                 for message in rows:
                     self.pending.setdefault(message.seq, frames.message_frame(message, self.slug))

@@ -102,9 +102,11 @@ def message_create(
         # serialises writers per room: seq is gapless and client_id unique.
         Room.objects.filter(pk=room.pk).update(last_seq=F("last_seq") + 1)
         if client_id is not None:
-            original = Message.objects.filter(
-                room=room, username=username, client_id=client_id
-            ).first()
+            original = (
+                Message.objects.select_related("room")
+                .filter(room=room, username=username, client_id=client_id)
+                .first()
+            )
             if original is not None:
                 transaction.set_rollback(True)
                 return original, False
@@ -129,9 +131,7 @@ def membership_read(*, room: Room, user: Any, seq: Any, origin: str | None = Non
     with transaction.atomic():
         # A position past the last message would hide messages not yet sent.
         seq = min(seq, Room.objects.values_list("last_seq", flat=True).get(pk=room.pk))
-        membership = (
-            Membership.objects.select_for_update().filter(room=room, user=user).first()
-        )
+        membership = Membership.objects.select_for_update().filter(room=room, user=user).first()
         if membership is None:
             raise RoomForbidden("Not a member of this room.")
         if seq > membership.last_read_seq:

@@ -15,7 +15,11 @@ def test_signup_logs_the_new_user_in():
     client = Client()
     answer = client.post(
         "/accounts/signup/",
-        {"username": "dora", "password1": "a-long-passphrase-9", "password2": "a-long-passphrase-9"},
+        {
+            "username": "dora",
+            "password1": "a-long-passphrase-9",
+            "password2": "a-long-passphrase-9",
+        },
     )
     assert answer.status_code == 302 and answer["Location"] == "/chat/"
     assert client.get("/chat/").status_code == 200

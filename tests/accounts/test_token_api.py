@@ -6,20 +6,26 @@ pytestmark = pytest.mark.django_db
 
 def test_it_issues_a_token(alice):
     answer = Client().post(
-        "/api/auth/token", {"username": "alice", "password": "pw-secret-123"}, content_type="application/json"
+        "/api/auth/token",
+        {"username": "alice", "password": "pw-secret-123"},
+        content_type="application/json",
     )
     assert answer.status_code == 200
     body = answer.json()
     assert body["username"] == "alice" and len(body["token"]) >= 20
     again = Client().post(
-        "/api/auth/token", {"username": "alice", "password": "pw-secret-123"}, content_type="application/json"
+        "/api/auth/token",
+        {"username": "alice", "password": "pw-secret-123"},
+        content_type="application/json",
     )
     assert again.json()["token"] == body["token"]
 
 
 def test_it_rejects_bad_credentials(alice):
     answer = Client().post(
-        "/api/auth/token", {"username": "alice", "password": "wrong"}, content_type="application/json"
+        "/api/auth/token",
+        {"username": "alice", "password": "wrong"},
+        content_type="application/json",
     )
     assert answer.status_code == 401
 

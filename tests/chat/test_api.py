@@ -72,7 +72,10 @@ def test_foreign_private_room_is_not_found(alice, bob, client_for):
     MessageFactory(room=secret, author=bob, text="top secret")
     client = client_for(alice)
     assert client.get("/api/rooms/secret/messages/").status_code == 404
-    assert client.post("/api/rooms/secret/messages/", {"message": "x"}, format="json").status_code == 404
+    assert (
+        client.post("/api/rooms/secret/messages/", {"message": "x"}, format="json").status_code
+        == 404
+    )
     assert client.post("/api/rooms/secret/read", {"seq": 1}, format="json").status_code == 404
     assert Message.objects.filter(room=secret).count() == 1
 
@@ -80,16 +83,27 @@ def test_foreign_private_room_is_not_found(alice, bob, client_for):
 def test_post_message_stores_and_returns_it(alice, client_for):
     RoomFactory(slug="r")
     client = client_for(alice)
-    answer = client.post("/api/rooms/r/messages/", {"message": "hi", "client_id": "c-1"}, format="json")
+    answer = client.post(
+        "/api/rooms/r/messages/", {"message": "hi", "client_id": "c-1"}, format="json"
+    )
     assert answer.status_code == 201
     body = answer.json()
-    assert (body["seq"], body["message"], body["username"], body["client_id"]) == (1, "hi", "alice", "c-1")
-    retry = client.post("/api/rooms/r/messages/", {"message": "hi", "client_id": "c-1"}, format="json")
+    assert (body["seq"], body["message"], body["username"], body["client_id"]) == (
+        1,
+        "hi",
+        "alice",
+        "c-1",
+    )
+    retry = client.post(
+        "/api/rooms/r/messages/", {"message": "hi", "client_id": "c-1"}, format="json"
+    )
     assert retry.status_code == 200 and retry.json()["id"] == body["id"]
     assert Message.objects.count() == 1
 
 
-@pytest.mark.parametrize("body", [{"message": ""}, {"message": 3}, {}, ["x"], {"message": "x" * 4001}])
+@pytest.mark.parametrize(
+    "body", [{"message": ""}, {"message": 3}, {}, ["x"], {"message": "x" * 4001}]
+)
 def test_post_message_rejects_bad_bodies(alice, client_for, body):
     RoomFactory(slug="r")
     answer = client_for(alice).post("/api/rooms/r/messages/", body, format="json")
@@ -127,7 +141,10 @@ def test_dms_open_the_same_room(alice, bob, client_for):
     assert first.json()["private"] is True
     carol = UserFactory(username="carol")
     assert client_for(carol).get(f"/api/rooms/{first.json()['slug']}/messages/").status_code == 404
-    assert client_for(alice).post("/api/dms/", {"username": "nobody"}, format="json").status_code == 404
+    assert (
+        client_for(alice).post("/api/dms/", {"username": "nobody"}, format="json").status_code
+        == 404
+    )
 
 
 def test_session_auth_needs_csrf_for_writes(alice):

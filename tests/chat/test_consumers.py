@@ -51,7 +51,10 @@ async def test_it_sends_ready_then_fans_out_to_every_member(users):
     alice, bob = users
     a, b = await connect(alice), await connect(bob)
     assert (await receive_until_ready(a))[-1] == {
-        "type": "ready", "room": "lobby", "seq": 0, "username": "alice"
+        "type": "ready",
+        "room": "lobby",
+        "seq": 0,
+        "username": "alice",
     }
     await receive_until_ready(b)
     await a.send_json_to({"message": "hello"})
@@ -80,7 +83,9 @@ async def test_it_admits_guests_when_enabled(settings):
     await communicator.disconnect()
 
 
-@pytest.mark.parametrize("path", ["/ws/chat/a%20b/", "/ws/chat/" + "x" * 65 + "/", "/ws/elsewhere/"])
+@pytest.mark.parametrize(
+    "path", ["/ws/chat/a%20b/", "/ws/chat/" + "x" * 65 + "/", "/ws/elsewhere/"]
+)
 async def test_it_closes_bad_room_names_with_4404(users, path):
     communicator = await connect(users[0], path)
     assert await close_code(communicator) == 4404
@@ -239,7 +244,8 @@ async def test_a_lost_broadcast_is_filled_from_the_database(users, settings):
     first = await b.receive_json_from(timeout=5)
     second = await b.receive_json_from(timeout=5)
     assert [(first["seq"], first["message"]), (second["seq"], second["message"])] == [
-        (1, "lost"), (2, "after the loss")
+        (1, "lost"),
+        (2, "after the loss"),
     ]
     await a.disconnect()
     await b.disconnect()
@@ -253,7 +259,7 @@ async def test_a_slow_socket_is_closed_with_4408(users, settings):
     hub = fanout.get_hub()
     # Deliver faster than the socket drains: the writer task never runs in between.
     for seq in range(1, 10):
-        hub.feeds["lobby"].offer(seq, '{"type":"message","seq":%d}' % seq)
+        hub.feeds["lobby"].offer(seq, f'{{"type":"message","seq":{seq}}}')
     await asyncio.sleep(0)
     codes = []
     while True:

@@ -66,4 +66,7 @@ def test_message_backlog_resets_when_too_much_is_missing_or_after_is_ahead(alice
 
 def test_message_range_reads_the_gap(alice):
     room = _room_with(6)
-    assert [m.seq for m in selectors.message_range(room_slug=room.slug, after=2, before=5)] == [3, 4]
+    assert [m.seq for m in selectors.message_range(room_slug=room.slug, after=2, before=5)] == [
+        3,
+        4,
+    ]

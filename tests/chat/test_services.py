@@ -1,4 +1,5 @@
 import pytest
+
 from kaiwa.chat import services
 from kaiwa.chat.errors import MessageInvalid, RoomForbidden, RoomNotFound
 from kaiwa.chat.models import Membership, Message, Room
@@ -72,14 +73,22 @@ def test_message_create_with_same_client_id_returns_the_original(alice):
 def test_client_id_is_scoped_to_the_author(alice, bob):
     room = services.room_join(user=alice, slug="lobby")
     a, _ = services.message_create(room=room, user=alice, username="alice", text="a", client_id="c")
-    b, created = services.message_create(room=room, user=bob, username="bob", text="b", client_id="c")
+    b, created = services.message_create(
+        room=room, user=bob, username="bob", text="b", client_id="c"
+    )
     assert created and b.seq == a.seq + 1
 
 
 @pytest.mark.parametrize(
     ("text", "code"),
-    [(None, "bad_frame"), ("", "bad_frame"), ("   ", "bad_frame"), (42, "bad_frame"),
-     (["x"], "bad_frame"), ("x" * 4001, "too_long")],
+    [
+        (None, "bad_frame"),
+        ("", "bad_frame"),
+        ("   ", "bad_frame"),
+        (42, "bad_frame"),
+        (["x"], "bad_frame"),
+        ("x" * 4001, "too_long"),
+    ],
 )
 def test_message_create_rejects_bad_text(alice, text, code):
     room = services.room_join(user=alice, slug="lobby")
@@ -94,7 +103,9 @@ def test_message_create_rejects_bad_text(alice, text, code):
 def test_message_create_rejects_bad_client_id(alice, client_id):
     room = services.room_join(user=alice, slug="lobby")
     with pytest.raises(MessageInvalid):
-        services.message_create(room=room, user=alice, username="alice", text="hi", client_id=client_id)
+        services.message_create(
+            room=room, user=alice, username="alice", text="hi", client_id=client_id
+        )
     assert not Message.objects.exists()
 
 

@@ -428,7 +428,8 @@ async def test_client_id_retry_returns_the_original_and_stores_nothing(server, t
         # Another author's key, or another key, is another message.
         await bob.say("mine", client_id="c-retry")
         await alice.say("barrier", client_id="c-barrier")
-        mine, barrier = await bob.messages(2)
+        seen, mine, barrier = await bob.messages(3)  # the original once, not its retries
+        assert seen == first
         assert (mine["username"], mine["seq"]) == ("bob", first["seq"] + 1)
         assert (barrier["message"], barrier["seq"]) == ("barrier", first["seq"] + 2)
         assert await alice.messages(2) == [mine, barrier]
