@@ -206,7 +206,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             client_id=data.get("client_id"),
         )
         if not created:  # a retry: the original is the acknowledgement
-            self._queue(frames.message_frame(message, message.room.slug)  # room is select_related)
+            # message_create returns the original with its room select_related.
+            self._queue(frames.message_frame(message, message.room.slug))
 
     async def _read(self, data: dict[str, Any]) -> None:
         if self.user is None:
