@@ -203,11 +203,13 @@ def test_seed_javascript_client_talks_to_the_room_page(kaiwa_server, new_context
 
 def test_room_page_resumes_after_server_restart(kaiwa_server, new_context):
     bob = log_in(new_context(), kaiwa_server, "bob")
+    sockets: list[str] = []
+    bob.on("websocket", lambda ws: sockets.append(ws.url))
     bob.goto(kaiwa_server.http + "/chat/room1/")
     wait_live(bob)
 
     token = kaiwa_server.token("alice")
-    rest_post(kaiwa_server, token, "room1", "before the restart")
+    last = rest_post(kaiwa_server, token, "room1", "before the restart")
     wait_in_log(bob, "alice: before the restart", "bob before the restart")
     before = log_lines(bob)
 
@@ -239,3 +241,6 @@ def test_room_page_resumes_after_server_restart(kaiwa_server, new_context):
         "alice: live again",
     ], lines
     assert re.match(r"live", bob.text_content("#connection-state") or "")
+    # The page resumed from the last seq it had shown (PROTOCOL.md section 1).
+    assert sockets[0] == f"{kaiwa_server.ws}/ws/chat/room1/", sockets
+    assert sockets[-1] == f"{kaiwa_server.ws}/ws/chat/room1/?after={last['seq']}", sockets
