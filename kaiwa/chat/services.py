@@ -34,14 +34,16 @@ def room_join(*, user: Any, slug: str) -> Room:
     A public room is created on first join, as in the Channels tutorial, and
     a signed-in user becomes a member. Returns the Room.
 
-    Raises RoomNotFound for a bad name or an unknown ``dm-`` room, and
-    RoomForbidden for a private room ``user`` is not a member of.
+    Raises RoomNotFound for a bad name, and RoomForbidden for a private room
+    ``user`` is not a member of and for any unknown ``dm-`` room.
     """
     room_slug_check(slug=slug)
     room = Room.objects.filter(slug=slug).first()
     if room is None:
         if slug.startswith(DM_PREFIX):
-            raise RoomNotFound("No such room.")
+            # DM names are predictable: answer as for an existing private room,
+            # so that a stranger cannot tell which pairs of users have one.
+            raise RoomForbidden("This room is private.")
         room = _room_create_public(slug=slug)
     if room.private:
         if user is None or not Membership.objects.filter(room=room, user=user).exists():
@@ -65,7 +67,7 @@ def message_text_check(*, text: Any) -> str:
     Raises MessageInvalid with code ``bad_frame`` (not a string, empty) or
     ``too_long``.
     """
-    if not isinstance(text, str) or not text.strip():
+    if not isinstance(text, str) or not text:
         raise MessageInvalid("'message' must be a non-empty string.", code="bad_frame")
     limit = settings.KAIWA_MAX_MESSAGE_CHARS
     if len(text) > limit:

@@ -38,9 +38,10 @@ def test_room_join_rejects_foreign_private_room(alice, bob):
     assert services.room_join(user=bob, slug="secret") == room
 
 
-def test_room_join_does_not_create_dm_rooms(alice):
-    with pytest.raises(RoomNotFound):
+def test_room_join_does_not_create_dm_rooms_nor_reveal_them(alice):
+    with pytest.raises(RoomForbidden):
         services.room_join(user=alice, slug="dm-1-2")
+    assert not Room.objects.exists()
 
 
 def test_message_create_assigns_gapless_seq(alice, django_capture_on_commit_callbacks):
@@ -84,7 +85,6 @@ def test_client_id_is_scoped_to_the_author(alice, bob):
     [
         (None, "bad_frame"),
         ("", "bad_frame"),
-        ("   ", "bad_frame"),
         (42, "bad_frame"),
         (["x"], "bad_frame"),
         ("x" * 4001, "too_long"),
@@ -174,3 +174,8 @@ def test_inactive_users_cannot_be_dmed(alice):
     UserFactory(username="gone", is_active=False)
     with pytest.raises(RoomNotFound):
         services.dm_open(user=alice, other_username="gone")
+
+
+def test_message_create_accepts_a_single_space(alice):
+    room = services.room_join(user=alice, slug="lobby")
+    assert services.message_create(room=room, user=alice, username="alice", text=" ")[0].seq == 1

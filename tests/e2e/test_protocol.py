@@ -2,13 +2,16 @@
 
 One server (SQLite, in-memory channel layer) is shared by the module; every
 test uses rooms of its own. A second server with small limits checks the
-configurable ones (resume limit, backlog size, frame and message sizes).
+configurable ones (resume limit, backlog size, frame and message sizes) and
+guests; the restart test has a server of its own (``kaiwa_server``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
+import signal
 from collections.abc import Iterator
 
 import httpx
@@ -42,13 +45,14 @@ def server(tmp_path_factory) -> Iterator[KaiwaServer]:
 
 @pytest.fixture(scope="module")
 def small_server(tmp_path_factory) -> Iterator[KaiwaServer]:
-    """A server with small configurable limits."""
+    """A server with small configurable limits, and guests enabled."""
     server = start_server(
         tmp_path_factory,
         KAIWA_RESUME_LIMIT="5",
         KAIWA_BACKLOG_MESSAGES="3",
         KAIWA_MAX_FRAME_BYTES="2048",
         KAIWA_MAX_MESSAGE_CHARS="100",
+        KAIWA_ALLOW_GUESTS="1",
     )
     yield server
     server.stop()
@@ -283,9 +287,7 @@ async def test_ready_frame_of_a_new_room(server, tokens):
     await client.close()
 
 
-async def test_messages_fan_out_to_every_socket_of_the_room_and_back_to_the_sender(
-    server, tokens
-):
+async def test_messages_fan_out_to_every_socket_of_the_room_and_back_to_the_sender(server, tokens):
     room, elsewhere = room_name(), room_name()
     alice = await Client.join(server, room, token=tokens["alice"])
     bob = await Client.join(server, room, token=tokens["bob"])
@@ -316,14 +318,46 @@ async def test_messages_fan_out_to_every_socket_of_the_room_and_back_to_the_send
 
 
 async def test_tutorial_client_frame_posts_a_message(server, tokens):
-    """The Channels tutorial client sends ``{"message": text}`` and reads
-    ``username`` and ``message`` back."""
+    """The Channels tutorial client sends ``{"message": text}`` as soon as the
+    socket opens (before ``ready``) and reads ``username`` and ``message`` back."""
     room = room_name()
-    client = await Client.join(server, room, token=tokens["bob"])
+    post_history(server, room, 2)
+    client = await Client.open(server, room, token=tokens["bob"])
     await client.send({"message": "こんにちは!"})
+    backlog, ready = await client.until_ready()
+    check_history(backlog, room, range(1, 3))
+    assert ready["seq"] == 2
     (frame,) = await client.messages(1)
     check_message_frame(frame, room=room, username="bob", text="こんにちは!")
+    assert frame["seq"] == 3
     await client.close()
+
+
+async def test_server_restart_closes_with_1012_and_resume_misses_nothing(
+    kaiwa_server, sqlite_env, tmp_path
+):
+    token = kaiwa_server.token("alice")
+    room = room_name()
+    client = await Client.join(kaiwa_server, room, token=token)
+    for i in range(3):
+        await client.say(f"before {i}")
+    seen = await client.messages(3)
+    stopping = asyncio.create_task(asyncio.to_thread(kaiwa_server.stop))
+    await client.expect_close(1012)
+    # A graceful exit (uvicorn re-raises the signal it handled), not a kill.
+    assert await stopping in (0, -signal.SIGTERM)
+
+    restarted = KaiwaServer(sqlite_env, tmp_path / "restarted.log").start()
+    try:
+        async with Rest(restarted, restarted.token("bob")) as rest:
+            missed = [await rest.post_message(room, f"after {i}") for i in range(2)]
+        resumed = await Client.join(restarted, room, token=token, after=seen[-1]["seq"])
+        assert resumed.backlog == missed
+        assert [m["seq"] for m in missed] == [4, 5]
+        assert resumed.ready["seq"] == 5
+        await resumed.close()
+    finally:
+        restarted.stop()
 
 
 # --- backlog and resume -----------------------------------------------------------------
@@ -419,7 +453,9 @@ async def test_client_id_retry_returns_the_original_and_stores_nothing(server, t
     await alice.say("exactly once", client_id="c-retry")
     (again,) = await alice.messages(1)
     assert again == first
-    check_message_frame(first, room=room, username="alice", text="exactly once", client_id="c-retry")
+    check_message_frame(
+        first, room=room, username="alice", text="exactly once", client_id="c-retry"
+    )
 
     async with Rest(server, tokens["alice"]) as rest:
         # The same key over REST is the same message too.
@@ -559,9 +595,11 @@ async def test_read_frame_reaches_the_users_other_sockets_only(server, tokens):
 
 
 async def test_private_room_admits_its_members_only(server, tokens):
-    async with Rest(server, tokens["alice"]) as alice_rest, Rest(
-        server, tokens["bob"]
-    ) as bob_rest, Rest(server, tokens["carol"]) as carol_rest:
+    async with (
+        Rest(server, tokens["alice"]) as alice_rest,
+        Rest(server, tokens["bob"]) as bob_rest,
+        Rest(server, tokens["carol"]) as carol_rest,
+    ):
         opened = await alice_rest.client.post("/api/dms/", json={"username": "bob"})
         assert opened.status_code in (200, 201), opened.text
         dm = opened.json()["slug"]
@@ -579,7 +617,9 @@ async def test_private_room_admits_its_members_only(server, tokens):
         assert seen == (await alice.messages(1))[0]
         check_message_frame(seen, room=dm, username="alice", text="just us")
         await bob.say("yes")
-        assert (await alice.messages(1))[0]["message"] == "yes"
+        (yes,) = await alice.messages(1)
+        assert (await bob.messages(1)) == [yes]
+        assert (yes["username"], yes["message"], yes["seq"]) == ("bob", "yes", 2)
 
         answer = await carol_rest.client.get(f"/api/rooms/{dm}/messages/")
         assert answer.status_code == 404
@@ -717,3 +757,23 @@ async def test_many_sockets_post_concurrently_with_gapless_seq(server, tokens):
     for client in clients:
         await client.ping()
         await client.close()
+
+
+async def test_guests_when_enabled_get_a_guest_name(small_server):
+    room = room_name()
+    one = await Client.join(small_server, room)
+    two = await Client.join(small_server, room)
+    names = {one.ready["username"], two.ready["username"]}
+    assert len(names) == 2
+    assert all(re.fullmatch(r"guest-\S+", name) for name in names), names
+    await one.say("hi from a guest")
+    (frame,) = await one.messages(1)
+    assert await two.messages(1) == [frame]
+    check_message_frame(frame, room=room, username=one.ready["username"], text="hi from a guest")
+    await one.close()
+    await two.close()
+
+
+async def test_guests_are_refused_by_default(server):
+    client = await Client.open(server, room_name())
+    await client.expect_close(4401)

@@ -92,7 +92,9 @@ class Client:
             before.append(frame)
 
     async def send(self, payload: Any) -> None:
-        await self.ws.send(payload if isinstance(payload, str | bytes) else json.dumps(payload))
+        await self.ws.send(
+            payload if isinstance(payload, str | bytes) else json.dumps(payload, ensure_ascii=False)
+        )
 
     async def say(self, text: str, client_id: str | None = None) -> None:
         frame: dict[str, Any] = {"type": "message", "message": text}
@@ -141,8 +143,9 @@ class Client:
         await self.ws.close()
 
 
-async def refused_or_closed(server: KaiwaServer, room_path: str, *, http: int, code: int,
-                            **kwargs: Any) -> None:
+async def refused_or_closed(
+    server: KaiwaServer, room_path: str, *, http: int, code: int, **kwargs: Any
+) -> None:
     """The handshake to ``room_path`` is refused with HTTP ``http`` or accepted and
     then closed with ``code`` (PROTOCOL.md allows either)."""
     try:
@@ -156,8 +159,9 @@ async def refused_or_closed(server: KaiwaServer, room_path: str, *, http: int, c
         await client.close()
 
 
-def check_message_frame(frame: dict[str, Any], *, room: str, username: str, text: str,
-                        client_id: str | None = None) -> None:
+def check_message_frame(
+    frame: dict[str, Any], *, room: str, username: str, text: str, client_id: str | None = None
+) -> None:
     """``frame`` is a well-formed ``message`` frame/object with these values."""
     expected = MESSAGE_FIELDS | ({"client_id"} if client_id is not None else set())
     assert set(frame) == expected, frame
@@ -190,8 +194,13 @@ class Rest:
     async def __aexit__(self, *exc: Any) -> None:
         await self.client.aclose()
 
-    async def post_message(self, room: str, text: str, client_id: str | None = None,
-                           status: int | tuple[int, ...] = 201) -> dict[str, Any]:
+    async def post_message(
+        self,
+        room: str,
+        text: str,
+        client_id: str | None = None,
+        status: int | tuple[int, ...] = 201,
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {"message": text}
         if client_id is not None:
             body["client_id"] = client_id

@@ -1,0 +1,189 @@
+"""Two ``kaiwa serve`` processes on one PostgreSQL database and one Redis act as
+one server (PROTOCOL.md section 4): one gapless ``seq`` per room, every message
+to every socket exactly once and in the same order, resume on either process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.e2e.wsclient import Client, Rest, check_message_frame, room_name
+from tests.kaiwa_process import KaiwaServer, base_env, create_users
+
+pytestmark = [pytest.mark.e2e, pytest.mark.services]
+
+USERS = ("alice", "bob", "carol", "dave")
+
+
+@pytest.fixture(scope="module")
+def cluster(postgres_url, redis_url, tmp_path_factory) -> Iterator[tuple[KaiwaServer, KaiwaServer]]:
+    tmp = tmp_path_factory.mktemp("cluster")
+    env = base_env(
+        DATABASE_URL=postgres_url,
+        REDIS_URL=redis_url,
+        KAIWA_REDIS_PREFIX=f"kaiwa-test-{uuid.uuid4().hex[:10]}",
+        KAIWA_DATA_DIR=str(tmp / "data"),
+    )
+    create_users(env, *USERS)
+    servers: list[KaiwaServer] = []
+    try:
+        for name in ("a", "b"):
+            servers.append(KaiwaServer(env, tmp / f"serve-{name}.log").start())
+        yield servers[0], servers[1]
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@pytest.fixture(scope="module")
+def tokens(cluster) -> dict[str, str]:
+    return {name: cluster[0].token(name) for name in USERS}
+
+
+async def test_rest_post_on_one_process_reaches_sockets_on_the_other(cluster, tokens):
+    a, b = cluster
+    room = room_name()
+    on_b = await Client.join(b, room, token=tokens["bob"])
+    on_a = await Client.join(a, room, token=tokens["carol"])
+    async with Rest(a, tokens["alice"]) as rest:
+        posted = await rest.post_message(room, "from A", client_id="rest-a")
+    check_message_frame(posted, room=room, username="alice", text="from A", client_id="rest-a")
+    assert posted["seq"] == 1
+    assert await on_b.messages(1) == [posted]
+    assert await on_a.messages(1) == [posted]
+
+    async with Rest(b, tokens["dave"]) as rest:
+        posted = await rest.post_message(room, "from B")
+        assert posted["seq"] == 2
+        assert await on_a.messages(1) == [posted]
+        assert await on_b.messages(1) == [posted]
+        # Either process serves the same history.
+        async with Rest(a, tokens["dave"]) as rest_a:
+            assert await rest_a.list_messages(room) == await rest.list_messages(room)
+    for client in (on_a, on_b):
+        await client.ping()
+        await client.close()
+
+
+async def test_read_frame_reaches_the_users_socket_on_the_other_process(cluster, tokens):
+    a, b = cluster
+    room = room_name()
+    on_a = await Client.join(a, room, token=tokens["alice"])
+    on_b = await Client.join(b, room, token=tokens["alice"])
+    await on_a.say("to be read")
+    (message,) = await on_a.messages(1)
+    assert await on_b.messages(1) == [message]
+    await on_a.send({"type": "read", "seq": message["seq"]})
+    assert await on_b.recv() == {"type": "read", "room": room, "seq": message["seq"]}
+    await on_a.ping()
+    await on_a.close()
+    await on_b.close()
+
+
+async def test_concurrent_posters_on_two_processes(cluster, tokens):
+    """4 posters (2 per process) x 25 messages at once, plus a listener per
+    process and a client that drops mid-stream and resumes on the other process."""
+    a, b = cluster
+    room = room_name()
+    per_poster = 25
+    posters = [
+        (await Client.join(server, room, token=tokens[name]), name)
+        for server, name in ((a, "alice"), (b, "bob"), (a, "carol"), (b, "dave"))
+    ]
+    listeners = [await Client.join(server, room, token=tokens["carol"]) for server in (a, b)]
+    dropper = await Client.join(a, room, token=tokens["dave"])
+    total = per_poster * len(posters)
+
+    async def post(client: Client, name: str) -> None:
+        for i in range(per_poster):
+            await client.say(f"{name} says {i}", client_id=f"{name}-{i}")
+            if i % 5 == 4:
+                await asyncio.sleep(0.01)  # interleave with the other posters
+
+    async def drop_and_resume() -> list[dict]:
+        """Read until seq 20 or more, drop, and resume on B while posting goes on."""
+        seen = []
+        while not seen or seen[-1]["seq"] < 20:
+            seen.extend(await dropper.messages(1))
+        await dropper.close()
+        after = seen[-1]["seq"]
+        resumed = await Client.open(b, room, token=tokens["dave"], after=after)
+        backlog, ready = await resumed.until_ready()
+        assert all(f["type"] == "message" for f in backlog), backlog
+        rest = await resumed.messages(total - ready["seq"], timeout=30)
+        await resumed.ping()
+        await resumed.close()
+        got = seen + backlog + rest
+        assert [f["seq"] for f in got] == list(range(1, total + 1))
+        return got
+
+    everyone = [client for client, _ in posters] + listeners
+    results = await asyncio.gather(
+        *(post(client, name) for client, name in posters),
+        *(client.messages(total, timeout=30) for client in everyone),
+        drop_and_resume(),
+    )
+    streams = results[len(posters) :]
+
+    # Gapless seq 1..N, and the same messages in the same order everywhere.
+    first = streams[0]
+    assert [f["seq"] for f in first] == list(range(1, total + 1))
+    for stream in streams[1:]:
+        assert stream == first
+    assert len({f["id"] for f in first}) == total
+
+    # Each poster's messages all arrived, once each, in the order it sent them.
+    for _, name in posters:
+        own = [f for f in first if f["username"] == name]
+        assert [f["client_id"] for f in own] == [f"{name}-{i}" for i in range(per_poster)]
+        for i, frame in enumerate(own):
+            check_message_frame(
+                frame, room=room, username=name, text=f"{name} says {i}", client_id=f"{name}-{i}"
+            )
+
+    # Nothing more is queued for anyone.
+    for client in everyone:
+        await client.ping()
+
+    # Both processes store and serve the same history.
+    for server in (a, b):
+        async with Rest(server, tokens["carol"]) as rest:
+            assert await rest.list_messages(room, limit=200) == first
+
+    # Resuming on either process after any seq gives exactly the missing ones.
+    for server, after in ((b, 37), (a, 63), (b, total - 1), (a, total)):
+        client = await Client.join(server, room, token=tokens["alice"], after=after)
+        assert client.backlog == first[after:]
+        assert client.ready == {"type": "ready", "room": room, "seq": total, "username": "alice"}
+        await client.ping()
+        await client.close()
+
+    for client in everyone:
+        await client.close()
+
+
+async def test_client_id_retry_on_the_other_process_returns_the_original(cluster, tokens):
+    a, b = cluster
+    room = room_name()
+    on_a = await Client.join(a, room, token=tokens["alice"])
+    on_b = await Client.join(b, room, token=tokens["alice"])
+    watcher = await Client.join(b, room, token=tokens["bob"])
+    await on_a.say("once", client_id="retry-1")
+    (original,) = await on_a.messages(1)
+    assert await on_b.messages(1) == [original]
+    assert await watcher.messages(1) == [original]
+
+    await on_b.say("once", client_id="retry-1")  # the retry reaches the other process
+    assert await on_b.messages(1) == [original]
+    await on_b.say("next")
+    (following,) = await watcher.messages(1)
+    assert (following["message"], following["seq"]) == ("next", original["seq"] + 1)
+    assert await on_a.messages(1) == [following]
+    assert await on_b.messages(1) == [following]
+    for client in (on_a, on_b, watcher):
+        await client.ping()
+        await client.close()
