@@ -1,0 +1,331 @@
+"""``kaiwa bench``: start the servers, run the scenarios in alternating rounds,
+print the figures and write docs/benchmarks.md (with a PNG plot).
+
+Targets, all on uvicorn with the same options (uvloop, httptools,
+websockets-sansio), one process each:
+
+- ``kaiwa``: Kaiwa on its embedded defaults (SQLite, in-memory channel layer);
+- ``kaiwa-pg``: Kaiwa on PostgreSQL and Redis (channels_redis pub/sub layer);
+- ``tutorial``: the consumer of seeds/000 verbatim on channels_redis's
+  RedisChannelLayer with default settings (kaiwa.bench.tutorial);
+- ``raw``: a raw ASGI broadcast app (kaiwa.bench.raw_app).
+
+Rounds alternate the targets within each scenario so that the machine's
+noise falls on all of them alike; the report gives medians and ratios.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import resource
+import secrets
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import loadgen
+
+UVICORN_OPTIONS = ["--ws", "websockets-sansio", "--log-level", "warning", "--no-access-log"]
+KAIWA_BIN = str(Path(sys.executable).with_name("kaiwa"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of process ``pid`` in bytes (from /proc/<pid>/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+@dataclass
+class Target:
+    """A server under test: how to start it and how clients talk to it."""
+
+    name: str
+    command: list[str]
+    env: dict[str, str]
+    needs_auth: bool
+    setup: Callable[[Target, int], list[str]] | None = None
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    tokens: list[str] = field(default_factory=list)
+
+    def url(self, room: str) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws/chat/{room}/"
+
+    def start(self, log_dir: Path) -> None:
+        log = open(log_dir / f"{self.name}.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [*self.command, "--port", str(self.port)], env=self.env, stdout=log, stderr=log
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited; see {log_dir / self.name}.log")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"{self.name} did not start")
+
+    def ensure_tokens(self, count: int) -> list[str] | None:
+        if not self.needs_auth:
+            return None
+        if len(self.tokens) < count and self.setup is not None:
+            self.tokens = self.setup(self, count)
+        return self.tokens[:count]
+
+    def rss(self) -> int:
+        assert self.proc is not None
+        return rss_bytes(self.proc.pid)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def kaiwa_tokens(target: Target, count: int) -> list[str]:
+    out = subprocess.run(
+        [KAIWA_BIN, "manage", "bench_setup", str(count)],
+        env=target.env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def kaiwa_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAIWA_", "DJANGO_"))}
+    env.pop("DATABASE_URL", None)
+    env.pop("REDIS_URL", None)
+    env.update(
+        DJANGO_DEBUG="0",
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
+        KAIWA_LOG_LEVEL="WARNING",
+        # The benchmark measures fan-out, not abuse limits.
+        KAIWA_RATE_MESSAGES_PER_S="1000000",
+        KAIWA_RATE_BURST="1000000",
+        KAIWA_CONNECTS_PER_IP_PER_S="1000000",
+        KAIWA_CONNECTS_PER_IP_BURST="1000000",
+        KAIWA_MAX_CONNECTIONS_PER_USER="1000000",
+    )
+    env.update(extra)
+    return env
+
+
+def make_targets(work: Path, names: Sequence[str], redis: str, postgres: str) -> list[Target]:
+    py = sys.executable
+    uvicorn = [py, "-m", "uvicorn", *UVICORN_OPTIONS]
+    kaiwa = [KAIWA_BIN, "serve", "--log-level", "warning"]
+    targets = {
+        "kaiwa": lambda: Target(
+            "kaiwa", kaiwa, kaiwa_env(KAIWA_DATA_DIR=str(work / "kaiwa-data")), True, kaiwa_tokens
+        ),
+        "kaiwa-pg": lambda: Target(
+            "kaiwa-pg",
+            kaiwa,
+            kaiwa_env(
+                KAIWA_DATA_DIR=str(work / "kaiwa-pg-data"),
+                DATABASE_URL=_fresh_postgres(postgres),
+                REDIS_URL=redis,
+                KAIWA_REDIS_PREFIX=f"bench-{uuid.uuid4().hex[:8]}",
+            ),
+            True,
+            kaiwa_tokens,
+        ),
+        "tutorial": lambda: Target(
+            "tutorial",
+            [*uvicorn, "kaiwa.bench.tutorial.asgi:application"],
+            {**os.environ, "BENCH_REDIS": redis.split("//")[1].split("/")[0]},
+            False,
+        ),
+        "raw": lambda: Target("raw", [*uvicorn, "kaiwa.bench.raw_app:application"], dict(os.environ), False),
+    }
+    return [targets[n]() for n in names]
+
+
+def _fresh_postgres(base: str) -> str:
+    name = f"kaiwa_bench_{uuid.uuid4().hex[:8]}"
+    subprocess.run(["psql", f"{base}/postgres", "-qc", f"CREATE DATABASE {name}"], check=True)
+    return f"{base}/{name}"
+
+
+# --- scenarios ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One load shape. ``kind``: burst, paced or idle."""
+
+    name: str
+    kind: str
+    rooms: int = 1
+    members: int = 500
+    messages: int = 20  # per room (burst) or per second (paced)
+    seconds: float = 5.0
+    description: str = ""
+
+    @property
+    def clients(self) -> int:
+        return self.rooms * self.members
+
+
+SCENARIOS = {
+    s.name: s
+    for s in [
+        Scenario("burst-100", "burst", 1, 100, 20, description="one room of 100, 20 messages at once"),
+        Scenario("burst-500", "burst", 1, 500, 20, description="one room of 500, 20 messages at once"),
+        Scenario("burst-2000", "burst", 1, 2000, 10, description="one room of 2,000, 10 messages at once"),
+        Scenario(
+            "rooms-100x10", "burst", 100, 10, 10, description="100 rooms of 10, every member sends once (write-heavy)"
+        ),
+        Scenario(
+            "paced-20k", "paced", 1, 500, 40, 5.0, description="one room of 500, 40 messages/s for 5 s = 20,000 deliveries/s"
+        ),
+        Scenario("idle-10000", "idle", 1, 10000, description="10,000 idle connections: server memory per connection"),
+    ]
+}
+ROOM_SIZE_SCENARIOS = ["burst-100", "burst-500", "burst-2000"]
+
+
+async def run_scenario(target: Target, scenario: Scenario, round_no: int) -> dict[str, float]:
+    tokens = target.ensure_tokens(scenario.clients)
+    rooms = [f"b{round_no}_{scenario.name.replace('-', '_')}_{r}_{uuid.uuid4().hex[:6]}" for r in range(scenario.rooms)]
+    urls = [target.url(r) for r in rooms]
+    ready = target.name.startswith("kaiwa")
+    if scenario.kind == "burst":
+        result = await loadgen.run_burst(urls, scenario.members, scenario.messages, tokens, ready)
+    elif scenario.kind == "paced":
+        result = await loadgen.run_paced(
+            urls[0], scenario.members, scenario.messages, scenario.seconds, tokens, ready
+        )
+    else:
+        result = await loadgen.run_idle(urls[0], scenario.members, tokens, ready, target.rss)
+    result["server_rss_mb"] = target.rss() / 2**20
+    return result
+
+
+# --- driver -------------------------------------------------------------------------
+
+
+def raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+async def run_all(
+    targets: list[Target], scenarios: list[Scenario], rounds: int, log: Callable[[str], None]
+) -> dict[str, dict[str, list[dict[str, float]]]]:
+    results: dict[str, dict[str, list[dict[str, float]]]] = {}
+    for scenario in scenarios:
+        per_target = results.setdefault(scenario.name, {t.name: [] for t in targets})
+        scenario_rounds = 1 if scenario.kind == "idle" else rounds
+        for round_no in range(scenario_rounds):
+            order = targets if round_no % 2 == 0 else list(reversed(targets))
+            for target in order:
+                result = await run_scenario(target, scenario, round_no)
+                per_target[target.name].append(result)
+                log(f"{scenario.name:13} round {round_no + 1} {target.name:9} {_brief(result)}")
+                await asyncio.sleep(0.5)
+    return results
+
+
+def _brief(r: dict[str, float]) -> str:
+    if "bytes_per_connection" in r:
+        return (
+            f"{int(r['connections'])} conns, {r['bytes_per_connection'] / 1024:.1f} KiB/conn, "
+            f"failures {int(r['connect_failures'])}"
+        )
+    return (
+        f"{r['deliveries_per_s']:>9,.0f} deliveries/s  p50 {r['p50_ms']:7.1f} ms  "
+        f"p99 {r['p99_ms']:7.1f} ms  lost {int(r['lost'])}  conn fail {int(r['connect_failures'])}"
+    )
+
+
+def median(rows: list[dict[str, float]], key: str) -> float:
+    values = [r[key] for r in rows if key in r]
+    return statistics.median(values) if values else float("nan")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``kaiwa bench``; returns the exit status."""
+    import argparse
+
+    from . import report
+
+    parser = argparse.ArgumentParser(prog="kaiwa bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated")
+    parser.add_argument("--targets", default="kaiwa,kaiwa-pg,tutorial,raw", help="comma-separated")
+    parser.add_argument("--redis", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    parser.add_argument(
+        "--postgres", default=os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432")
+    )
+    parser.add_argument("--output", default="docs/benchmarks.md", help="report path ('-' for none)")
+    args = parser.parse_args(argv)
+    raise_fd_limit()
+    scenarios = [SCENARIOS[s] for s in args.scenarios.split(",") if s]
+    work = Path(tempfile.mkdtemp(prefix="kaiwa-bench-"))
+    targets = make_targets(work, [t for t in args.targets.split(",") if t], args.redis, args.postgres)
+    print(f"kaiwa bench: logs in {work}", flush=True)
+    try:
+        for target in targets:
+            target.start(work)
+        import uvloop
+
+        results = uvloop.run(run_all(targets, scenarios, args.rounds, lambda s: print(s, flush=True)))
+    finally:
+        for target in targets:
+            target.stop()
+    command = "kaiwa bench " + " ".join(argv if argv is not None else sys.argv[2:])
+    text = report.markdown(results, scenarios, [t.name for t in targets], command.strip(), machine())
+    print(text)
+    if args.output != "-":
+        out = Path(args.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        report.plot(results, out.with_name("benchmarks-room-size.png"))
+        out.write_text(text)
+        print(f"wrote {out}")
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    import uvicorn
+
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "uvicorn": uvicorn.__version__,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
