@@ -14,11 +14,18 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from kaiwa.accounts.middleware import BrowserOriginValidator, WebsocketAuthStack  # noqa: E402
+from kaiwa.chat.fanout import RawSendMiddleware  # noqa: E402
+from kaiwa.chat.limits import ConnectRateLimit  # noqa: E402
 from kaiwa.chat.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": BrowserOriginValidator(WebsocketAuthStack(URLRouter(websocket_urlpatterns))),
+        # The connect rate per IP first: a refused handshake costs no database work.
+        "websocket": ConnectRateLimit(
+            RawSendMiddleware(
+                BrowserOriginValidator(WebsocketAuthStack(URLRouter(websocket_urlpatterns)))
+            )
+        ),
     }
 )

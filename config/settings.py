@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+import dj_email_url
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -82,6 +83,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "kaiwa.accounts",
     "kaiwa.chat",
+    "kaiwa.notifications",
     "kaiwa.bench",
 ]
 
@@ -118,7 +120,11 @@ TEMPLATES = [
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+    # Persistent connections (checked before reuse): a new PostgreSQL connection
+    # per query would dominate every WebSocket join.
+    DATABASES = {
+        "default": dj_database_url.parse(DATABASE_URL, conn_max_age=600, conn_health_checks=True)
+    }
 else:
     DATABASES = {
         "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(DATA_DIR / "kaiwa.sqlite3")}
@@ -129,6 +135,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets readers run beside the one writer; IMMEDIATE takes the write lock
     # at BEGIN so that two writers queue on busy_timeout instead of deadlocking
     # on a lock upgrade (https://www.sqlite.org/lang_transaction.html).
+    DATABASES["default"]["CONN_MAX_AGE"] = 600  # one connection per thread, kept
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {
             "transaction_mode": "IMMEDIATE",
@@ -166,6 +173,53 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # Kaiwa's queues live under KAIWA_REDIS_PREFIX, like its channels: two
+    # deployments (or test runs) on one Redis never take each other's tasks.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "global_keyprefix": os.environ.get("KAIWA_REDIS_PREFIX", "kaiwa") + ":celery:"
+    }
+# The beat embedded in `kaiwa worker` (kaiwa.cli) keeps its schedule in memory:
+# its only job, the sweep (CELERY_BEAT_SCHEDULE below), is idempotent, so a
+# restart or two beats do no harm.
+CELERY_BEAT_SCHEDULER = "celery.beat:Scheduler"
+
+# --- email ------------------------------------------------------------------------
+
+EMAIL_URL = os.environ.get("EMAIL_URL", "")
+if EMAIL_URL:
+    # smtp://user:password@host:port?tls=1 (or ?ssl=1, ?timeout=30), console:, ...
+    # parsed by dj-email-url.
+    _email = dj_email_url.parse(EMAIL_URL)
+    if "EMAIL_BACKEND" not in _email:
+        raise ImproperlyConfigured(
+            f"EMAIL_URL: unknown scheme in {EMAIL_URL.split(':', 1)[0]!r} "
+            "(smtp, submission, console, file, memory, dummy)"
+        )
+    EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+    EMAIL_HOST = _email["EMAIL_HOST"] or "localhost"
+    EMAIL_PORT = _email["EMAIL_PORT"] or 25
+    EMAIL_HOST_USER = _email["EMAIL_HOST_USER"] or ""
+    EMAIL_HOST_PASSWORD = _email["EMAIL_HOST_PASSWORD"] or ""
+    EMAIL_USE_TLS = _email["EMAIL_USE_TLS"]
+    EMAIL_USE_SSL = _email["EMAIL_USE_SSL"]
+    EMAIL_FILE_PATH = _email["EMAIL_FILE_PATH"]
+    # Seconds: a bounded SMTP conversation, as the sender holds its rows locked.
+    EMAIL_TIMEOUT = _email["EMAIL_TIMEOUT"] or env_int("EMAIL_TIMEOUT", 30)
+elif os.environ.get("EMAIL_HOST"):
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_HOST = os.environ["EMAIL_HOST"]
+    EMAIL_PORT = env_int("EMAIL_PORT", 25)
+    EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+    EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+    EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+    EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+    EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30)
+else:
+    # Development: emails are printed on the standard output of the sending process.
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "") or "Kaiwa <kaiwa@localhost>"
 
 # --- auth -------------------------------------------------------------------------
 
@@ -214,6 +268,26 @@ KAIWA_MAX_MESSAGE_CHARS = env_int("KAIWA_MAX_MESSAGE_CHARS", 4000)
 KAIWA_OUTBOUND_MAX_MESSAGES = env_int("KAIWA_OUTBOUND_MAX_MESSAGES", 1000)
 KAIWA_OUTBOUND_MAX_BYTES = env_int("KAIWA_OUTBOUND_MAX_BYTES", 1024 * 1024)
 KAIWA_GAP_GRACE_SECONDS = env_float("KAIWA_GAP_GRACE_SECONDS", 0.2)
+# Missed-message emails (kaiwa.notifications): how long a mention or DM may stay
+# unread before it is emailed, how often the worker sweeps for due batches, and
+# the address links in emails point to.
+KAIWA_EMAIL_BATCH_SECONDS = env_float("KAIWA_EMAIL_BATCH_SECONDS", 120.0)
+KAIWA_EMAIL_SWEEP_SECONDS = env_float("KAIWA_EMAIL_SWEEP_SECONDS", 30.0)
+KAIWA_BASE_URL = os.environ.get("KAIWA_BASE_URL", "").rstrip("/") or "http://127.0.0.1:8000"
+CELERY_BEAT_SCHEDULE = {
+    "missed-message-emails-sweep": {
+        "task": "kaiwa.notifications.tasks.missed_message_emails_sweep",
+        "schedule": KAIWA_EMAIL_SWEEP_SECONDS,
+    }
+}
+
+# Flood limits (kaiwa.chat.limits), per process; 0 turns one off.
+KAIWA_RATE_MESSAGES_PER_SECOND = env_float("KAIWA_RATE_MESSAGES_PER_SECOND", 10.0)
+KAIWA_RATE_BURST = env_int("KAIWA_RATE_BURST", 50)
+KAIWA_RATE_STRIKES = env_int("KAIWA_RATE_STRIKES", 10)
+KAIWA_CONNECT_RATE_PER_IP = env_float("KAIWA_CONNECT_RATE_PER_IP", 10.0)
+KAIWA_CONNECT_BURST_PER_IP = env_int("KAIWA_CONNECT_BURST_PER_IP", 100)
+KAIWA_MAX_CONNECTIONS_PER_USER = env_int("KAIWA_MAX_CONNECTIONS_PER_USER", 20)
 
 LOGGING = {
     "version": 1,

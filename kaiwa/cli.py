@@ -1,7 +1,8 @@
 """The ``kaiwa`` command: serve, worker, manage.
 
 kaiwa serve [--host H] [--port P]   migrate, then serve HTTP and WebSocket on one port
-kaiwa worker [celery worker options] a Celery worker for background tasks
+kaiwa worker [--no-beat] [celery worker options]
+                                    a Celery worker (with the sweep's beat) for background tasks
 kaiwa manage <command ...>          Django's management commands
 """
 
@@ -44,11 +45,29 @@ def serve(host: str, port: int, log_level: str) -> None:
 
 
 def worker(argv: list[str]) -> None:
-    """Start a Celery worker of ``config.celery_app`` with extra ``argv`` options."""
+    """Start a Celery worker of ``config.celery_app`` with extra ``argv`` options.
+
+    The worker embeds Celery beat (``--beat``), which runs the periodic sweep
+    of due missed-message emails every KAIWA_EMAIL_SWEEP_SECONDS; every
+    worker may run one, as the sweep is idempotent. ``--no-beat`` leaves it
+    out. Exits with status 2 when no broker is configured (tasks then run
+    eagerly inside ``kaiwa serve``, and a worker would receive nothing).
+    """
     _setup()
+    from django.conf import settings
+
     from config.celery_app import app
 
-    app.worker_main(["worker", "--loglevel=INFO", *argv])
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        print(
+            "kaiwa worker: no broker configured (set REDIS_URL or CELERY_BROKER_URL); "
+            "without one, tasks run inside kaiwa serve.",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    beat = [] if "--no-beat" in argv else ["--beat"]
+    argv = [arg for arg in argv if arg != "--no-beat"]
+    app.worker_main(["worker", "--loglevel=INFO", *beat, *argv])
 
 
 def manage(argv: list[str]) -> None:

@@ -16,7 +16,9 @@ def _ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x"
 
 
-def _table(name: str, per_target: dict[str, list[dict[str, float]]], targets: list[str]) -> list[str]:
+def _table(
+    name: str, per_target: dict[str, list[dict[str, float]]], targets: list[str]
+) -> list[str]:
     if SCENARIOS[name].kind == "idle":
         lines = [
             "| server | connections | failures | RSS before (MiB) | RSS after (MiB) | KiB per connection |",
@@ -46,23 +48,33 @@ def _table(name: str, per_target: dict[str, list[dict[str, float]]], targets: li
             f"{sum(int(r['lost']) for r in rows)} | {median(rows, 'connect_s'):.2f} | "
             f"{sum(int(r['connect_failures']) for r in rows)} | {median(rows, 'server_rss_mb'):.0f} |"
         )
-    rate = {t: median(per_target.get(t, []), "deliveries_per_s") for t in targets if per_target.get(t)}
+    rate = {
+        t: median(per_target.get(t, []), "deliveries_per_s") for t in targets if per_target.get(t)
+    }
     ratios = []
     if "kaiwa" in rate and "tutorial" in rate:
         ratios.append(f"Kaiwa / tutorial: **{_ratio(rate['kaiwa'], rate['tutorial'])}**")
     if "kaiwa-pg" in rate and "tutorial" in rate:
-        ratios.append(f"Kaiwa on PostgreSQL+Redis / tutorial: **{_ratio(rate['kaiwa-pg'], rate['tutorial'])}**")
+        ratios.append(
+            f"Kaiwa on PostgreSQL+Redis / tutorial: **{_ratio(rate['kaiwa-pg'], rate['tutorial'])}**"
+        )
     if "raw" in rate and "kaiwa" in rate:
         ratios.append(f"raw ASGI / Kaiwa: **{_ratio(rate['raw'], rate['kaiwa'])}**")
     if "raw" in rate and "kaiwa-pg" in rate:
-        ratios.append(f"raw ASGI / Kaiwa on PostgreSQL+Redis: **{_ratio(rate['raw'], rate['kaiwa-pg'])}**")
+        ratios.append(
+            f"raw ASGI / Kaiwa on PostgreSQL+Redis: **{_ratio(rate['raw'], rate['kaiwa-pg'])}**"
+        )
     if ratios:
         lines += ["", "Ratios of deliveries/s (medians): " + "; ".join(ratios) + "."]
     return lines
 
 
 def markdown(
-    results: Results, scenarios: list[Scenario], targets: list[str], command: str, machine: dict[str, Any]
+    results: Results,
+    scenarios: list[Scenario],
+    targets: list[str],
+    command: str,
+    machine: dict[str, Any],
 ) -> str:
     """The report: command, machine, one table per scenario, the plot."""
     rounds = max((len(rows) for per in results.values() for rows in per.values()), default=0)
@@ -114,8 +126,18 @@ def plot(results: Results, path: Path) -> None:
     targets = sorted({t for _, s in sizes for t in results[s]})
     for t in targets:
         xs = [m for m, s in sizes if results[s].get(t)]
-        left.plot(xs, [median(results[s][t], "deliveries_per_s") for m, s in sizes if results[s].get(t)], "o-", label=t)
-        right.plot(xs, [median(results[s][t], "p99_ms") for m, s in sizes if results[s].get(t)], "o-", label=t)
+        left.plot(
+            xs,
+            [median(results[s][t], "deliveries_per_s") for m, s in sizes if results[s].get(t)],
+            "o-",
+            label=t,
+        )
+        right.plot(
+            xs,
+            [median(results[s][t], "p99_ms") for m, s in sizes if results[s].get(t)],
+            "o-",
+            label=t,
+        )
     for ax, title in ((left, "deliveries/s (burst)"), (right, "p99 latency, ms (burst)")):
         ax.set_xscale("log")
         ax.set_yscale("log")

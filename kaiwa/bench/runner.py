@@ -163,7 +163,9 @@ def make_targets(work: Path, names: Sequence[str], redis: str, postgres: str) ->
             {**os.environ, "BENCH_REDIS": redis.split("//")[1].split("/")[0]},
             False,
         ),
-        "raw": lambda: Target("raw", [*uvicorn, "kaiwa.bench.raw_app:application"], dict(os.environ), False),
+        "raw": lambda: Target(
+            "raw", [*uvicorn, "kaiwa.bench.raw_app:application"], dict(os.environ), False
+        ),
     }
     return [targets[n]() for n in names]
 
@@ -197,16 +199,39 @@ class Scenario:
 SCENARIOS = {
     s.name: s
     for s in [
-        Scenario("burst-100", "burst", 1, 100, 20, description="one room of 100, 20 messages at once"),
-        Scenario("burst-500", "burst", 1, 500, 20, description="one room of 500, 20 messages at once"),
-        Scenario("burst-2000", "burst", 1, 2000, 10, description="one room of 2,000, 10 messages at once"),
         Scenario(
-            "rooms-100x10", "burst", 100, 10, 10, description="100 rooms of 10, every member sends once (write-heavy)"
+            "burst-100", "burst", 1, 100, 20, description="one room of 100, 20 messages at once"
         ),
         Scenario(
-            "paced-20k", "paced", 1, 500, 40, 5.0, description="one room of 500, 40 messages/s for 5 s = 20,000 deliveries/s"
+            "burst-500", "burst", 1, 500, 20, description="one room of 500, 20 messages at once"
         ),
-        Scenario("idle-10000", "idle", 1, 10000, description="10,000 idle connections: server memory per connection"),
+        Scenario(
+            "burst-2000", "burst", 1, 2000, 10, description="one room of 2,000, 10 messages at once"
+        ),
+        Scenario(
+            "rooms-100x10",
+            "burst",
+            100,
+            10,
+            10,
+            description="100 rooms of 10, every member sends once (write-heavy)",
+        ),
+        Scenario(
+            "paced-20k",
+            "paced",
+            1,
+            500,
+            40,
+            5.0,
+            description="one room of 500, 40 messages/s for 5 s = 20,000 deliveries/s",
+        ),
+        Scenario(
+            "idle-10000",
+            "idle",
+            1,
+            10000,
+            description="10,000 idle connections: server memory per connection",
+        ),
     ]
 }
 ROOM_SIZE_SCENARIOS = ["burst-100", "burst-500", "burst-2000"]
@@ -214,7 +239,10 @@ ROOM_SIZE_SCENARIOS = ["burst-100", "burst-500", "burst-2000"]
 
 async def run_scenario(target: Target, scenario: Scenario, round_no: int) -> dict[str, float]:
     tokens = target.ensure_tokens(scenario.clients)
-    rooms = [f"b{round_no}_{scenario.name.replace('-', '_')}_{r}_{uuid.uuid4().hex[:6]}" for r in range(scenario.rooms)]
+    rooms = [
+        f"b{round_no}_{scenario.name.replace('-', '_')}_{r}_{uuid.uuid4().hex[:6]}"
+        for r in range(scenario.rooms)
+    ]
     urls = [target.url(r) for r in rooms]
     ready = target.name.startswith("kaiwa")
     if scenario.kind == "burst":
@@ -281,28 +309,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated")
     parser.add_argument("--targets", default="kaiwa,kaiwa-pg,tutorial,raw", help="comma-separated")
-    parser.add_argument("--redis", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
     parser.add_argument(
-        "--postgres", default=os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432")
+        "--redis", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+    )
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432"),
     )
     parser.add_argument("--output", default="docs/benchmarks.md", help="report path ('-' for none)")
     args = parser.parse_args(argv)
     raise_fd_limit()
     scenarios = [SCENARIOS[s] for s in args.scenarios.split(",") if s]
     work = Path(tempfile.mkdtemp(prefix="kaiwa-bench-"))
-    targets = make_targets(work, [t for t in args.targets.split(",") if t], args.redis, args.postgres)
+    targets = make_targets(
+        work, [t for t in args.targets.split(",") if t], args.redis, args.postgres
+    )
     print(f"kaiwa bench: logs in {work}", flush=True)
     try:
         for target in targets:
             target.start(work)
         import uvloop
 
-        results = uvloop.run(run_all(targets, scenarios, args.rounds, lambda s: print(s, flush=True)))
+        results = uvloop.run(
+            run_all(targets, scenarios, args.rounds, lambda s: print(s, flush=True))
+        )
     finally:
         for target in targets:
             target.stop()
     command = "kaiwa bench " + " ".join(argv if argv is not None else sys.argv[2:])
-    text = report.markdown(results, scenarios, [t.name for t in targets], command.strip(), machine())
+    text = report.markdown(
+        results, scenarios, [t.name for t in targets], command.strip(), machine()
+    )
     print(text)
     if args.output != "-":
         out = Path(args.output)

@@ -17,9 +17,9 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db import Error as DatabaseError
 
-from . import frames, selectors, services
+from . import frames, limits, selectors, services
 from .errors import ChatError, Unavailable
-from .fanout import Outbox, OutboxOverflow, get_hub
+from .fanout import RAW_SEND_KEY, Outbox, OutboxOverflow, get_hub
 from .models import Room
 
 logger = logging.getLogger(__name__)
@@ -66,13 +66,20 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.closing = False
         self.last_seq = 0
         self.early: list[tuple[int, str]] = []
-        self.writer: asyncio.Task[None] | None = None
         self.outbox = Outbox(
-            settings.KAIWA_OUTBOUND_MAX_MESSAGES, settings.KAIWA_OUTBOUND_MAX_BYTES
+            self.scope.get(RAW_SEND_KEY, self.base_send),
+            settings.KAIWA_OUTBOUND_MAX_MESSAGES,
+            settings.KAIWA_OUTBOUND_MAX_BYTES,
         )
+        self.socket_slot: int | None = None  # user id whose per-user socket slot we hold
+        self.sender_limit = limits.SenderLimit(f"guest:{self.socket_id}")
         await self.accept()
         if not self._authenticate():
             await self._close(CLOSE_UNAUTHENTICATED)
+            return
+        if not self._take_socket_slot():
+            self.closing = True
+            await self.close(limits.CLOSE_TOO_MANY, reason="too many connections")
             return
         try:
             await self._join()
@@ -93,6 +100,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self.username = f"guest-{secrets.token_hex(4)}"
             return True
         return False
+
+    def _take_socket_slot(self) -> bool:
+        """Count this socket against its user's cap (kaiwa.chat.limits); False when full."""
+        if self.user is None:
+            return True
+        if not limits.user_socket_acquire(self.user.pk):
+            return False
+        self.socket_slot = self.user.pk
+        self.sender_limit = limits.SenderLimit(f"user:{self.user.pk}")
+        return True
 
     async def _join(self) -> None:
         slug = self.scope["url_route"]["kwargs"]["room"]
@@ -125,7 +142,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
         for seq, frame in self.early:
             self.deliver(seq, frame)
         self.early = []
-        self.writer = asyncio.get_running_loop().create_task(self.outbox.drain(self._send_now))
 
     # --- fed by the hub (must not block) --------------------------------------
 
@@ -198,6 +214,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self._queue(frames.error_frame("unavailable", Unavailable().detail))
 
     async def _post(self, data: dict[str, Any]) -> None:
+        if not self.sender_limit.check():  # token bucket: nothing stored (kaiwa.chat.limits)
+            if self.sender_limit.exhausted:
+                await self._close(limits.CLOSE_TOO_MANY)
+            else:
+                self._queue(frames.error_frame("rate_limited", self.sender_limit.detail()))
+            return
         message, created = await database_sync_to_async(services.message_create)(
             room=self.room,
             user=self.user,
@@ -225,8 +247,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if self.closing:
             return
         self.closing = True
-        if self.writer is not None:
-            self.writer.cancel()
+        self.outbox.close()
         try:
             await asyncio.wait_for(self.close(code), CLOSE_TIMEOUT_SECONDS)
         except Exception:
@@ -234,8 +255,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         self.closing = True
-        if self.writer is not None:
-            self.writer.cancel()
+        if self.socket_slot is not None:
+            limits.user_socket_release(self.socket_slot)
+            self.socket_slot = None
+        self.outbox.close()
         if self.room is not None:
             hub = get_hub()
             await hub.leave_room(self.room.slug, self)

@@ -29,7 +29,7 @@ import asyncio
 import contextvars
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 from asgiref.sync import async_to_sync
@@ -42,6 +42,20 @@ from . import frames
 logger = logging.getLogger(__name__)
 
 ROOM_MESSAGE = "room.message"
+# Scope key of the server's own ASGI send: fan-out frames skip the middleware
+# wrappers (Channels' session middleware inspects every message it forwards).
+RAW_SEND_KEY = "kaiwa.raw_send"
+
+
+def RawSendMiddleware(application: Any) -> Any:  # noqa: N802 (an ASGI middleware factory)
+    """Keep the server's ``send`` in the scope under RAW_SEND_KEY."""
+
+    async def middleware(scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        return await application({**scope, RAW_SEND_KEY: send}, receive, send)
+
+    return middleware
+
+
 USER_EVENT = "user.event"
 
 
@@ -71,39 +85,83 @@ class OutboxOverflow(Exception):
     """The socket's outbound buffer is full: the client is too slow (close 4408)."""
 
 
-class Outbox:
-    """A socket's bounded outbound queue, drained by one writer task.
+async def _finish(coro: Coroutine[Any, Any, Any], yielded: Any) -> None:
+    """Drive ``coro``, which suspended on ``yielded``, to its end as an
+    asyncio Task would (Task.__step); Python 3.12's eager tasks do the same."""
+    while True:
+        if isinstance(yielded, asyncio.Future):
+            yielded._asyncio_future_blocking = False
+            await asyncio.wait({yielded})
+        else:  # a bare yield, as in asyncio.sleep(0)
+            await asyncio.sleep(0)
+        try:
+            yielded = coro.send(None)
+        except StopIteration:
+            return
 
-    ``limit_messages`` (frames) and ``limit_bytes`` (UTF-8 bytes, counted as
-    characters for speed: an upper bound is what matters) bound it.
-    ``put`` raises OutboxOverflow when either would be exceeded.
+
+class Outbox:
+    """A socket's writer: writes each frame at once, queues while a write waits.
+
+    ``send`` is the socket's ASGI send callable. A write normally completes
+    without suspending (the transport is writable), so ``put`` runs it in the
+    caller: no task and no task switch per recipient. Only when the transport
+    pushes back (the client reads slowly) does a task take over; frames put
+    meanwhile wait in a queue bounded by ``limit_messages`` (frames) and
+    ``limit_bytes`` (characters, an upper bound on what is held), beyond which
+    ``put`` raises OutboxOverflow.
     """
 
-    __slots__ = ("frames", "size", "limit_messages", "limit_bytes", "wakeup")
+    __slots__ = ("send", "frames", "size", "limit_messages", "limit_bytes", "busy")
 
-    def __init__(self, limit_messages: int, limit_bytes: int) -> None:
+    def __init__(
+        self, send: Callable[[dict[str, Any]], Any], limit_messages: int, limit_bytes: int
+    ) -> None:
+        self.send = send
         self.frames: deque[str] = deque()
         self.size = 0
         self.limit_messages = limit_messages
         self.limit_bytes = limit_bytes
-        self.wakeup = asyncio.Event()
+        self.busy: asyncio.Task[None] | None = None
 
     def put(self, frame: str) -> None:
+        """Write ``frame`` now, or queue it behind a pending write."""
+        if self.busy is None:
+            self._write(frame)
+            return
         if len(self.frames) >= self.limit_messages or self.size + len(frame) > self.limit_bytes:
             raise OutboxOverflow
         self.frames.append(frame)
         self.size += len(frame)
-        self.wakeup.set()
 
-    async def drain(self, send: Callable[[str], Any]) -> None:
-        """Write frames with ``await send(frame)`` forever, in order."""
-        while True:
-            await self.wakeup.wait()
-            self.wakeup.clear()
+    def _write(self, frame: str) -> None:
+        coro = self.send({"type": "websocket.send", "text": frame})
+        try:
+            yielded = coro.send(None)
+        except StopIteration:
+            return
+        except Exception:  # the socket is gone; its disconnect event follows
+            return
+        self.busy = asyncio.get_running_loop().create_task(self._drain(coro, yielded))
+
+    async def _drain(self, coro: Coroutine[Any, Any, Any], yielded: Any) -> None:
+        try:
+            await _finish(coro, yielded)
             while self.frames:
                 frame = self.frames.popleft()
                 self.size -= len(frame)
-                await send(frame)
+                await self.send({"type": "websocket.send", "text": frame})
+        except Exception:
+            logger.debug("socket write failed", exc_info=True)
+        finally:
+            self.busy = None
+
+    def close(self) -> None:
+        """Drop queued frames and stop a pending write."""
+        self.frames.clear()
+        self.size = 0
+        if self.busy is not None:
+            self.busy.cancel()
 
 
 class RoomFeed:

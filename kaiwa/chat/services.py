@@ -12,6 +12,8 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
+from kaiwa.notifications import services as notifications
+
 from . import fanout
 from .errors import MessageInvalid, RoomForbidden, RoomNotFound
 from .models import Membership, Message, Room, room_slug_validator
@@ -117,6 +119,7 @@ def message_create(
             room=room, seq=seq, author=user, username=username, text=text, client_id=client_id
         )
         transaction.on_commit(partial(fanout.publish_message, message, room.slug))
+        notifications.missed_messages_queue(message=message)  # mentions and DMs: email rows
     return message, True
 
 

@@ -1,0 +1,238 @@
+"""Flood limits: a message rate per user, a connect rate per IP, a cap on sockets per user.
+
+All three are per process (each ``kaiwa serve`` keeps its own counts): with
+N processes behind a load balancer a user may get up to N times a limit. They
+bound the work one client can make a process do, which is what they are for.
+
+- Message rate (PROTOCOL.md sections 3 and 6): each user has a token bucket of
+  KAIWA_RATE_BURST messages refilled at KAIWA_RATE_MESSAGES_PER_SECOND. A
+  message posted over WebSocket with the bucket empty is not stored and gets
+  error ``rate_limited``; after KAIWA_RATE_STRIKES refused messages in a row
+  the socket is closed with 4429.
+- Connect rate: each client IP (the address uvicorn reports: the peer, or
+  ``X-Forwarded-For`` from a proxy in FORWARDED_ALLOW_IPS) has a token bucket
+  of KAIWA_CONNECT_BURST_PER_IP handshakes refilled at
+  KAIWA_CONNECT_RATE_PER_IP. A handshake over it is refused with HTTP 429 and
+  ``Retry-After`` before any authentication or database work.
+- Sockets per user: at most KAIWA_MAX_CONNECTIONS_PER_USER open sockets per
+  signed-in user; one more is accepted, then closed with 4429 (reason
+  ``too many connections``).
+
+A rate or cap of 0 turns that limit off.
+
+The token bucket is the falconry ``token-bucket`` package (``token_bucket.Limiter``
+with an in-memory store), the algorithm of
+https://en.wikipedia.org/wiki/Token_bucket: a bucket holds at most ``capacity``
+tokens, gains ``rate`` tokens per second, and each event takes one; an event
+that finds no token is refused. A burst of ``capacity`` events passes at once,
+then ``rate`` per second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import token_bucket
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+CLOSE_TOO_MANY = 4429
+HTTP_TOO_MANY_REQUESTS = 429
+
+ASGIApp = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Any]
+
+
+class ForgetfulMemoryStorage(token_bucket.MemoryStorage):
+    """``token_bucket.MemoryStorage`` that forgets idle buckets, so that a store
+    keyed by IP address or user stays bounded.
+
+    A bucket untouched for ``capacity / rate`` seconds is full again, which is
+    exactly what a missing bucket means to the limiter (it creates it full),
+    so forgetting it changes no answer. Idle buckets are swept at most once
+    per ``sweep_seconds`` (seconds), when a bucket is replenished.
+    """
+
+    def __init__(self, sweep_seconds: float = 60.0) -> None:
+        super().__init__()
+        self.sweep_seconds = sweep_seconds
+        self._next_sweep = time.monotonic() + sweep_seconds
+
+    def replenish(self, key: str | bytes, rate: float, capacity: int) -> None:
+        now = time.monotonic()
+        if now >= self._next_sweep:
+            self._next_sweep = now + self.sweep_seconds
+            idle = capacity / rate
+            # _buckets maps key -> [tokens, last replenished (monotonic s)]: the
+            # package's layout in 0.4 (pinned <0.5 in pyproject.toml).
+            stale = [k for k, (_, last) in self._buckets.items() if now - last >= idle]
+            for k in stale:
+                del self._buckets[k]
+        super().replenish(key, rate, capacity)
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+
+def bucket(rate: float, capacity: int) -> token_bucket.Limiter | None:
+    """A keyed token-bucket limiter: ``rate`` tokens per second, at most
+    ``capacity`` tokens (at least 1). None when ``rate`` <= 0 (limit off)."""
+    if rate <= 0:
+        return None
+    return token_bucket.Limiter(rate, max(1, capacity), ForgetfulMemoryStorage())
+
+
+class Limits:
+    """The limits of one process (one event loop), built from settings.
+
+    ``messages`` and ``connects`` are keyed token buckets (None when off);
+    ``sockets`` counts open sockets per user id.
+    """
+
+    def __init__(self) -> None:
+        self.messages = bucket(settings.KAIWA_RATE_MESSAGES_PER_SECOND, settings.KAIWA_RATE_BURST)
+        self.connects = bucket(
+            settings.KAIWA_CONNECT_RATE_PER_IP, settings.KAIWA_CONNECT_BURST_PER_IP
+        )
+        self.sockets: dict[int, int] = {}
+
+
+_limits: tuple[asyncio.AbstractEventLoop, Limits] | None = None
+
+
+def get_limits() -> Limits:
+    """The limits of the running event loop, created on first use (like the hub)."""
+    global _limits
+    loop = asyncio.get_running_loop()
+    if _limits is None or _limits[0] is not loop:
+        _limits = (loop, Limits())
+    return _limits[1]
+
+
+# --- message rate -------------------------------------------------------------------
+
+
+class SenderLimit:
+    """One socket's view of its sender's message bucket.
+
+    ``key`` names the bucket: ``user:<id>`` (shared by the user's sockets in
+    this process) or ``guest:<socket id>``. ``check()`` takes a token for one
+    message and returns True when it may be stored; a refusal counts a
+    strike, a pass clears them. ``exhausted`` is True once more than
+    KAIWA_RATE_STRIKES messages in a row were refused (close with 4429).
+    """
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.strikes = 0
+
+    def check(self) -> bool:
+        limiter = get_limits().messages
+        if limiter is None or limiter.consume(self.key):
+            self.strikes = 0
+            return True
+        self.strikes += 1
+        return False
+
+    @property
+    def exhausted(self) -> bool:
+        return self.strikes > settings.KAIWA_RATE_STRIKES
+
+    @staticmethod
+    def detail() -> str:
+        """The human text of the ``rate_limited`` error frame."""
+        rate = settings.KAIWA_RATE_MESSAGES_PER_SECOND
+        return f"Too many messages: at most {rate:g} per second; this one was not stored."
+
+
+# --- sockets per user -----------------------------------------------------------------
+
+
+def user_socket_acquire(user_id: int) -> bool:
+    """Count one more open socket of user ``user_id``.
+
+    Returns False (and counts nothing) when the user already has
+    KAIWA_MAX_CONNECTIONS_PER_USER sockets open in this process.
+    Pair every True with one ``user_socket_release``.
+    """
+    cap = settings.KAIWA_MAX_CONNECTIONS_PER_USER
+    sockets = get_limits().sockets
+    count = sockets.get(user_id, 0)
+    if cap > 0 and count >= cap:
+        return False
+    sockets[user_id] = count + 1
+    return True
+
+
+def user_socket_release(user_id: int) -> None:
+    """Undo one ``user_socket_acquire`` that returned True."""
+    sockets = get_limits().sockets
+    count = sockets.get(user_id, 0) - 1
+    if count > 0:
+        sockets[user_id] = count
+    else:
+        sockets.pop(user_id, None)
+
+
+# --- connect rate per IP ---------------------------------------------------------------
+
+
+def client_ip(scope: dict) -> str | None:
+    """The client address of an ASGI scope (``scope["client"][0]``), or None."""
+    client = scope.get("client")
+    return str(client[0]) if client else None
+
+
+def connect_allowed(ip: str | None) -> bool:
+    """Take a token from ``ip``'s connect bucket; True when the handshake may go on.
+
+    Always True without an address or with the limit off.
+    """
+    limiter = get_limits().connects
+    return ip is None or limiter is None or limiter.consume(ip)
+
+
+def retry_after_seconds() -> int:
+    """Whole seconds until an empty connect bucket holds one token again (>= 1)."""
+    rate = settings.KAIWA_CONNECT_RATE_PER_IP
+    return max(1, math.ceil(1 / rate)) if rate > 0 else 1
+
+
+def ConnectRateLimit(application: ASGIApp) -> ASGIApp:  # noqa: N802 (wraps like Channels' own)
+    """ASGI middleware for WebSocket handshakes: the per-IP connect rate.
+
+    A handshake over the limit is refused with HTTP 429, ``Retry-After`` and a
+    text body, through the ASGI ``websocket.http.response`` extension
+    (uvicorn has it); a server without it gets a plain refusal (HTTP 403).
+    Put it outermost, so that a refused handshake costs no database work.
+    """
+
+    async def limiter(scope: dict, receive: Any, send: Any) -> Any:
+        if scope["type"] != "websocket" or connect_allowed(client_ip(scope)):
+            return await application(scope, receive, send)
+        logger.info("connect rate of %s exceeded: refused with 429", client_ip(scope))
+        await receive()  # websocket.connect
+        if "websocket.http.response" not in scope.get("extensions", {}):
+            await send({"type": "websocket.close", "code": 1008})
+            return None
+        headers = [
+            (b"retry-after", str(retry_after_seconds()).encode()),
+            (b"content-type", b"text/plain; charset=utf-8"),
+        ]
+        await send(
+            {
+                "type": "websocket.http.response.start",
+                "status": HTTP_TOO_MANY_REQUESTS,
+                "headers": headers,
+            }
+        )
+        body = b"Too many connections from your address: retry later.\n"
+        await send({"type": "websocket.http.response.body", "body": body})
+        return None
+
+    return limiter
