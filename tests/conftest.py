@@ -80,13 +80,13 @@ def _fresh_channel_layers():
     """Each test gets new channel layers and a new fan-out hub."""
     from channels.layers import channel_layers
 
-    from kaiwa.chat import fanout
+    from kaiwa.chat import fanout, writer
 
     channel_layers.backends.clear()
-    fanout._hub = None
+    fanout._hub = writer._writer = None
     yield
     channel_layers.backends.clear()
-    fanout._hub = None
+    fanout._hub = writer._writer = None
 
 
 @pytest.fixture

@@ -13,9 +13,11 @@ Message text: ``"<sender>:<n>:<send time ns>"``, sent as ``{"message": text}``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
@@ -51,7 +53,7 @@ class Client(WSListener):
         self.ready = asyncio.Event()
         if not needs_ready:
             self.ready.set()
-        self.closed_code: int | None = None
+        self.closed_code: Any = None
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
@@ -106,14 +108,15 @@ async def connect_fleet(
     async def one(index: int, room: int) -> Client | None:
         headers = {"Authorization": f"Bearer {tokens[index]}"} if tokens else None
         try:
-            _, client = await ws_connect(
+            _, listener = await ws_connect(
                 lambda: Client(tally, needs_ready),
                 url_for_room[room],
                 extra_headers=headers,
                 websocket_handshake_timeout=30,
             )
-            await asyncio.wait_for(client.ready.wait(), 30)
-            return client  # type: ignore[return-value]
+            assert isinstance(listener, Client)
+            await asyncio.wait_for(listener.ready.wait(), 30)
+            return listener
         except Exception:
             return None
 
@@ -170,7 +173,7 @@ async def run_burst(
     messages_per_room: int,
     tokens: Sequence[str] | None,
     needs_ready: bool,
-    timeout: float = 60.0,
+    wait_s: float = 60.0,
 ) -> dict[str, float]:
     """Burst: in every room, ``messages_per_room`` distinct members each send one
     message at the same instant; wait for every delivery (or ``timeout`` s)."""
@@ -182,10 +185,8 @@ async def run_burst(
     started = time.perf_counter_ns()
     for client, i in senders:
         client.send_message(i, 0)
-    try:
-        await asyncio.wait_for(tally.done.wait(), timeout)
-    except TimeoutError:
-        pass
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(tally.done.wait(), wait_s)
     result = summarize(tally, started, len(senders), fleet)
     await close_fleet(fleet)
     return result
@@ -215,10 +216,8 @@ async def run_paced(
         if delay > 0:
             await asyncio.sleep(delay)
         room[n % len(room)].send_message(n % len(room), n)
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(tally.done.wait(), 30)
-    except TimeoutError:
-        pass
     result = summarize(tally, started, total, fleet)
     await close_fleet(fleet)
     return result

@@ -127,10 +127,10 @@ def kaiwa_env(**extra: str) -> dict[str, str]:
         DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
         KAIWA_LOG_LEVEL="WARNING",
         # The benchmark measures fan-out, not abuse limits.
-        KAIWA_RATE_MESSAGES_PER_S="1000000",
+        KAIWA_RATE_MESSAGES_PER_SECOND="1000000",
         KAIWA_RATE_BURST="1000000",
-        KAIWA_CONNECTS_PER_IP_PER_S="1000000",
-        KAIWA_CONNECTS_PER_IP_BURST="1000000",
+        KAIWA_CONNECT_RATE_PER_IP="1000000",
+        KAIWA_CONNECT_BURST_PER_IP="1000000",
         KAIWA_MAX_CONNECTIONS_PER_USER="1000000",
     )
     env.update(extra)

@@ -21,6 +21,7 @@ from . import frames, limits, selectors, services
 from .errors import ChatError, Unavailable
 from .fanout import RAW_SEND_KEY, Outbox, OutboxOverflow, get_hub
 from .models import Room
+from .writer import get_writer
 
 logger = logging.getLogger(__name__)
 
@@ -214,22 +215,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self._queue(frames.error_frame("unavailable", Unavailable().detail))
 
     async def _post(self, data: dict[str, Any]) -> None:
-        if not self.sender_limit.check():  # token bucket: nothing stored (kaiwa.chat.limits)
-            if self.sender_limit.exhausted:
-                await self._close(limits.CLOSE_TOO_MANY)
-            else:
-                self._queue(frames.error_frame("rate_limited", self.sender_limit.detail()))
-            return
-        message, created = await database_sync_to_async(services.message_create)(
+        assert self.room is not None  # frames are read only after the join
+        post = services.Post(
             room=self.room,
             user=self.user,
             username=self.username,
-            text=data.get("message"),
-            client_id=data.get("client_id"),
+            text=services.message_text_check(text=data.get("message")),
+            client_id=services.client_id_check(client_id=data.get("client_id")),
         )
+        message, created = await get_writer().submit(post)
         if not created:  # a retry: the original is the acknowledgement
-            # message_create returns the original with its room select_related.
-            self._queue(frames.message_frame(message, message.room.slug))
+            self._queue(frames.message_frame(message, post.room.slug))
 
     async def _read(self, data: dict[str, Any]) -> None:
         if self.user is None:

@@ -4,13 +4,15 @@ Each service runs under ``transaction.atomic`` and queues its broadcast with
 ``transaction.on_commit``, so nothing is broadcast that is not stored.
 """
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 
 from kaiwa.notifications import services as notifications
 
@@ -86,6 +88,18 @@ def client_id_check(*, client_id: Any) -> str | None:
     return client_id
 
 
+@dataclass(frozen=True)
+class Post:
+    """A message to store: ``text`` and ``client_id`` already checked
+    (message_text_check, client_id_check); ``user`` None for a guest."""
+
+    room: Room
+    user: Any
+    username: str
+    text: str
+    client_id: str | None = None
+
+
 def message_create(
     *, room: Room, user: Any, username: str, text: Any, client_id: Any = None
 ) -> tuple[Message, bool]:
@@ -99,28 +113,88 @@ def message_create(
     client_id; database errors propagate (the consumer answers
     ``unavailable``) and leave nothing half-stored.
     """
-    text = message_text_check(text=text)
-    client_id = client_id_check(client_id=client_id)
+    post = Post(
+        room=room,
+        user=user,
+        username=username,
+        text=message_text_check(text=text),
+        client_id=client_id_check(client_id=client_id),
+    )
+    return message_create_batch(posts=[post])[0]
+
+
+def message_create_batch(*, posts: Sequence[Post]) -> list[tuple[Message, bool]]:
+    """Store checked ``posts`` in one transaction (group commit), in order.
+
+    Each room's ``last_seq`` is raised once by its number of new messages
+    under the room's row lock (rooms locked in id order, so concurrent
+    batches cannot deadlock), which keeps ``seq`` gapless and in post order.
+    A post whose ``client_id`` its author already used in that room (before,
+    or earlier in the batch) gets the original message back.
+
+    Returns one ``(message, created)`` per post. Each new message is
+    broadcast on commit. Database errors propagate and store nothing.
+    """
+    first_use: dict[tuple[int, str, str | None], int] = {}  # client_id key -> post index
+    fresh: dict[int, list[int]] = {}  # room id -> indexes of posts to insert
     with transaction.atomic():
+        originals = _messages_by_client_id(posts)
+        for index, post in enumerate(posts):
+            key = (post.room.pk, post.username, post.client_id)
+            if post.client_id is not None:
+                if key in originals or key in first_use:
+                    continue
+                first_use[key] = index
+            fresh.setdefault(post.room.pk, []).append(index)
+        created = _messages_insert(posts, fresh)
+        for message in created.values():
+            transaction.on_commit(partial(fanout.publish_message, message, message.room.slug))
+            notifications.missed_messages_queue(message=message)  # mentions and DMs: email rows
+    results = []
+    for index, post in enumerate(posts):
+        key = (post.room.pk, post.username, post.client_id)
+        if index in created:
+            results.append((created[index], True))
+        elif key in originals:
+            results.append((originals[key], False))
+        else:  # the same client_id earlier in this batch
+            results.append((created[first_use[key]], False))
+    return results
+
+
+def _messages_by_client_id(posts: Sequence[Post]) -> dict[tuple[int, str, str | None], Any]:
+    keyed = [p for p in posts if p.client_id is not None]
+    if not keyed:
+        return {}
+    match = Q()
+    for p in keyed:
+        match |= Q(room_id=p.room.pk, username=p.username, client_id=p.client_id)
+    return {
+        (m.room_id, m.username, m.client_id): m
+        for m in Message.objects.select_related("room").filter(match)
+    }
+
+
+def _messages_insert(posts: Sequence[Post], fresh: dict[int, list[int]]) -> dict[int, Message]:
+    messages: dict[int, Message] = {}
+    for room_id in sorted(fresh):
+        indexes = fresh[room_id]
         # The row lock (PostgreSQL) or the IMMEDIATE write lock (SQLite)
-        # serialises writers per room: seq is gapless and client_id unique.
-        Room.objects.filter(pk=room.pk).update(last_seq=F("last_seq") + 1)
-        if client_id is not None:
-            original = (
-                Message.objects.select_related("room")
-                .filter(room=room, username=username, client_id=client_id)
-                .first()
+        # serialises writers per room until commit.
+        Room.objects.filter(pk=room_id).update(last_seq=F("last_seq") + len(indexes))
+        last = Room.objects.values_list("last_seq", flat=True).get(pk=room_id)
+        for seq, index in enumerate(indexes, start=last - len(indexes) + 1):
+            post = posts[index]
+            messages[index] = Message(
+                room=post.room,
+                seq=seq,
+                author=post.user,
+                username=post.username,
+                text=post.text,
+                client_id=post.client_id,
             )
-            if original is not None:
-                transaction.set_rollback(True)
-                return original, False
-        seq = Room.objects.values_list("last_seq", flat=True).get(pk=room.pk)
-        message = Message.objects.create(
-            room=room, seq=seq, author=user, username=username, text=text, client_id=client_id
-        )
-        transaction.on_commit(partial(fanout.publish_message, message, room.slug))
-        notifications.missed_messages_queue(message=message)  # mentions and DMs: email rows
-    return message, True
+    Message.objects.bulk_create(list(messages.values()))
+    return messages
 
 
 def membership_read(*, room: Room, user: Any, seq: Any, origin: str | None = None) -> int:

@@ -20,22 +20,24 @@ from kaiwa.chat.models import Message, Room
 class MissedMessage(models.Model):
     """One message ``user`` should hear about by email unless he reads it first."""
 
+    # Single values (labels come from the names) keep mypy, which runs without
+    # the Django plugin, seeing plain strings.
     class Reason(models.TextChoices):
-        MENTION = "mention", "@mention"
-        DIRECT = "dm", "direct message"
+        MENTION = "mention"
+        DIRECT = "dm"
 
     class State(models.TextChoices):
-        PENDING = "pending", "pending"
-        SENT = "sent", "sent"  # listed in ``email``
-        SKIPPED = "skipped", "skipped"  # dropped by the re-check: see ``skip_reason``
+        PENDING = "pending"
+        SENT = "sent"  # listed in ``email``
+        SKIPPED = "skipped"  # dropped by the re-check: see ``skip_reason``
 
     class Skip(models.TextChoices):
-        READ = "read", "read before the email was sent"
-        DELETED = "deleted", "message deleted"
-        NOT_MEMBER = "not_member", "no longer a member of the room"
-        INACTIVE = "inactive", "user deactivated"
-        NO_ADDRESS = "no_address", "user has no email address"
-        REFUSED = "refused", "refused by the SMTP server"
+        READ = "read"  # read before the email was sent
+        DELETED = "deleted"  # the message was deleted
+        NOT_MEMBER = "not_member"  # the user left the room
+        INACTIVE = "inactive"  # the user was deactivated
+        NO_ADDRESS = "no_address"  # the user has no email address
+        REFUSED = "refused"  # the SMTP server refused the address
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="missed_messages"

@@ -51,7 +51,7 @@ def missed_message_recipients(*, message: Message) -> dict[int, str]:
         members = members.exclude(user_id=message.author_id)
     if room_is_direct(room=room):
         user_ids = members.values_list("user_id", flat=True)
-        return dict.fromkeys(user_ids, MissedMessage.Reason.DIRECT.value)
+        return dict.fromkeys(user_ids, MissedMessage.Reason.DIRECT)
     if "@" not in message.text:
         return {}
     tokens = mention_names(text=message.text)
@@ -68,7 +68,7 @@ def missed_message_recipients(*, message: Message) -> dict[int, str]:
     for token in tokens:
         user_id = found.get(token) or found.get(token.rstrip(MENTION_TRAILING))
         if user_id is not None:
-            recipients[user_id] = MissedMessage.Reason.MENTION.value
+            recipients[user_id] = MissedMessage.Reason.MENTION
     return recipients
 
 

@@ -211,8 +211,11 @@ def missed_message_email_build(*, user: Any, rows: list[MissedMessage]) -> Email
         group = rooms.setdefault(
             room.pk,
             {
-                "direct": row.reason == MissedMessage.Reason.DIRECT,
-                "slug": room.slug,
+                "label": (
+                    f"Direct message from {message.username}"
+                    if row.reason == MissedMessage.Reason.DIRECT
+                    else f"#{room.slug}"
+                ),
                 "url": f"{base_url}/chat/{room.slug}/",
                 "messages": [],
             },

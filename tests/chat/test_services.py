@@ -118,10 +118,10 @@ def test_message_create_accepts_the_longest_message(alice):
 def test_failed_insert_leaves_no_gap(alice, monkeypatch):
     room = services.room_join(user=alice, slug="lobby")
 
-    def broken_create(**kwargs):
+    def broken_create(*args, **kwargs):
         raise RuntimeError("insert failed")
 
-    monkeypatch.setattr(Message.objects, "create", broken_create)
+    monkeypatch.setattr(Message.objects, "bulk_create", broken_create)
     with pytest.raises(RuntimeError):
         services.message_create(room=room, user=alice, username="alice", text="lost")
     monkeypatch.undo()
@@ -179,3 +179,43 @@ def test_inactive_users_cannot_be_dmed(alice):
 def test_message_create_accepts_a_single_space(alice):
     room = services.room_join(user=alice, slug="lobby")
     assert services.message_create(room=room, user=alice, username="alice", text=" ")[0].seq == 1
+
+
+def test_message_create_batch_keeps_post_order_per_room(
+    alice, bob, django_capture_on_commit_callbacks
+):
+    lobby = services.room_join(user=alice, slug="lobby")
+    other = services.room_join(user=alice, slug="other")
+    posts = [
+        services.Post(room=lobby, user=alice, username="alice", text="l1"),
+        services.Post(room=other, user=bob, username="bob", text="o1"),
+        services.Post(room=lobby, user=bob, username="bob", text="l2"),
+        services.Post(room=lobby, user=alice, username="alice", text="l3"),
+    ]
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        results = services.message_create_batch(posts=posts)
+    assert [(m.room.slug, m.seq, m.text, created) for m, created in results] == [
+        ("lobby", 1, "l1", True),
+        ("other", 1, "o1", True),
+        ("lobby", 2, "l2", True),
+        ("lobby", 3, "l3", True),
+    ]
+    assert len(callbacks) == 4
+    assert all(m.pk for m, _ in results)
+
+
+def test_message_create_batch_dedupes_client_ids_within_and_across_batches(alice):
+    lobby = services.room_join(user=alice, slug="lobby")
+    ((first, _),) = services.message_create_batch(
+        posts=[services.Post(room=lobby, user=alice, username="alice", text="a", client_id="c1")]
+    )
+    results = services.message_create_batch(
+        posts=[
+            services.Post(room=lobby, user=alice, username="alice", text="a", client_id="c1"),
+            services.Post(room=lobby, user=alice, username="alice", text="b", client_id="c2"),
+            services.Post(room=lobby, user=alice, username="alice", text="b", client_id="c2"),
+        ]
+    )
+    assert [(m.seq, created) for m, created in results] == [(1, False), (2, True), (2, False)]
+    assert results[0][0].pk == first.pk
+    assert Message.objects.count() == 2

@@ -1,0 +1,101 @@
+"""kaiwa.chat.limits with a fake clock: token refill, forgetting idle buckets,
+strikes, the per-user socket count."""
+
+import pytest
+import token_bucket.storage
+
+from kaiwa.chat import limits
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr(token_bucket.storage.time, "monotonic", fake)
+    monkeypatch.setattr(limits.time, "monotonic", fake)
+    return fake
+
+
+async def test_it_passes_a_burst_then_the_refill_rate(settings, clock):
+    settings.KAIWA_RATE_MESSAGES_PER_SECOND = 2.0
+    settings.KAIWA_RATE_BURST = 3
+    sender = limits.SenderLimit("user:1")
+    assert [sender.check() for _ in range(4)] == [True, True, True, False]
+    clock.now += 0.5  # one token at 2 per second
+    assert [sender.check(), sender.check()] == [True, False]
+    clock.now += 60  # refilled to the burst, not beyond
+    assert [sender.check() for _ in range(4)] == [True, True, True, False]
+
+
+async def test_it_counts_strikes_in_a_row_and_a_pass_clears_them(settings, clock):
+    settings.KAIWA_RATE_MESSAGES_PER_SECOND = 1.0
+    settings.KAIWA_RATE_BURST = 1
+    settings.KAIWA_RATE_STRIKES = 2
+    sender = limits.SenderLimit("user:7")
+    assert sender.check()
+    assert not sender.check() and not sender.check()
+    assert not sender.exhausted
+    clock.now += 1
+    assert sender.check() and sender.strikes == 0
+    assert not any(sender.check() for _ in range(3))
+    assert sender.exhausted
+
+
+async def test_sockets_of_one_user_share_a_bucket(settings, clock):
+    settings.KAIWA_RATE_MESSAGES_PER_SECOND = 1.0
+    settings.KAIWA_RATE_BURST = 2
+    first, second, other = (limits.SenderLimit(k) for k in ("user:1", "user:1", "user:2"))
+    assert first.check() and second.check()
+    assert not first.check() and not second.check()
+    assert other.check()
+
+
+async def test_a_rate_of_zero_turns_the_limits_off(settings):
+    settings.KAIWA_RATE_MESSAGES_PER_SECOND = 0
+    settings.KAIWA_CONNECT_RATE_PER_IP = 0
+    settings.KAIWA_MAX_CONNECTIONS_PER_USER = 0
+    assert all(limits.SenderLimit("user:1").check() for _ in range(10_000))
+    assert all(limits.connect_allowed("10.0.0.1") for _ in range(10_000))
+    assert all(limits.user_socket_acquire(1) for _ in range(10_000))
+
+
+async def test_connect_buckets_are_per_address(settings, clock):
+    settings.KAIWA_CONNECT_RATE_PER_IP = 0.5
+    settings.KAIWA_CONNECT_BURST_PER_IP = 2
+    assert [limits.connect_allowed("10.0.0.1") for _ in range(3)] == [True, True, False]
+    assert limits.connect_allowed("10.0.0.2")
+    assert limits.connect_allowed(None)  # no address: nothing to key on
+    assert limits.retry_after_seconds() == 2
+
+
+def test_idle_buckets_are_forgotten_without_changing_any_answer(clock):
+    storage = limits.ForgetfulMemoryStorage(sweep_seconds=10)
+    limiter = token_bucket.Limiter(1.0, 5, storage)
+    for ip in range(100):
+        assert limiter.consume(f"10.0.0.{ip}", 5)
+    assert len(storage) == 100
+    clock.now += 5.0  # refilled (5 tokens at 1/s), but not yet swept
+    assert limiter.consume("10.0.0.0", 5)
+    clock.now += 5.0  # sweep: every bucket idle for >= 5 / 1 seconds is full again
+    assert limiter.consume("10.0.0.1", 5)  # a forgotten bucket starts full, as it would be
+    assert len(storage) == 1  # only the bucket just used
+    assert not limiter.consume("10.0.0.1", 1)
+
+
+async def test_user_socket_cap_counts_and_releases(settings):
+    settings.KAIWA_MAX_CONNECTIONS_PER_USER = 2
+    assert limits.user_socket_acquire(1) and limits.user_socket_acquire(1)
+    assert not limits.user_socket_acquire(1)
+    assert limits.user_socket_acquire(2)
+    limits.user_socket_release(1)
+    assert limits.user_socket_acquire(1)
+    limits.user_socket_release(1)
+    limits.user_socket_release(1)
+    assert limits.get_limits().sockets == {2: 1}

@@ -1,0 +1,185 @@
+"""Slow consumers (PROTOCOL.md section 6, close 4408): readers that never read
+while a room floods. The server's outbound buffer per socket is bounded
+(KAIWA_OUTBOUND_MAX_MESSAGES / _BYTES, set small here), so its memory stays
+bounded whatever the flood; the slow sockets are closed with 4408 and resume
+with ``after=`` missing nothing; the other members receive everything.
+
+A client that never reads first fills the TCP buffers (its receive buffer is
+set small here, as a phone on a bad network would have), then the server's
+transport pushes back, then the socket's outbound queue fills up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import statistics
+import time
+from collections.abc import Iterator
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from tests.e2e.wsclient import Client, bearer, room_name
+from tests.kaiwa_process import KaiwaServer, base_env, create_users
+from tests.reliability.faults import rss_kib
+
+pytestmark = [pytest.mark.e2e, pytest.mark.faults]
+
+OUTBOUND_MESSAGES = 64
+OUTBOUND_BYTES = 256 * 1024  # characters, counted by the server as an upper bound on bytes
+TEXT = "😀" * 4000  # a longest message: 16,000 bytes of UTF-8, 16,000 bytes in a Python str
+FLOOD = 4000  # messages: 64 MB on the wire to each reader
+SLOW = 4  # readers that never read
+FAST = ("bob", "carol")  # readers that read everything
+POSTERS = ("alice", "dave")
+# Stated bound: the server's peak resident memory grows by less than this during
+# the flood. Held: SLOW x (outbound queue + the transport's 64 KiB high-water
+# mark) is under 2 MiB; the rest is the working set of a busy process. A server
+# that kept the flood for the slow readers would need FLOOD x 16 KB = 64 MB.
+RSS_GROWTH_BOUND_MIB = 32
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[KaiwaServer]:
+    tmp = tmp_path_factory.mktemp("slow")
+    env = base_env(
+        KAIWA_DATA_DIR=str(tmp / "data"),
+        KAIWA_OUTBOUND_MAX_MESSAGES=str(OUTBOUND_MESSAGES),
+        KAIWA_OUTBOUND_MAX_BYTES=str(OUTBOUND_BYTES),
+        KAIWA_RATE_MESSAGES_PER_SECOND="0",
+        KAIWA_CONNECT_RATE_PER_IP="0",
+    )
+    create_users(env, *POSTERS, *FAST, "erin")
+    server = KaiwaServer(env, tmp / "serve.log").start()
+    yield server
+    server.stop()
+
+
+async def open_slow_reader(server: KaiwaServer, room: str, token: str) -> ClientConnection:
+    """A socket with a 4 KiB receive buffer whose client reads nothing after
+    ``ready``: the websockets client stops reading its socket when one frame is
+    queued (``max_queue=1``)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.port))
+    ws = await connect(
+        f"{server.ws}/ws/chat/{room}/",
+        sock=sock,
+        additional_headers=bearer(token),
+        max_queue=1,
+        proxy=None,
+        open_timeout=10,
+    )
+    while True:
+        frame = await asyncio.wait_for(ws.recv(), 10)
+        if '"ready"' in frame:
+            return ws
+
+
+async def drain_until_closed(ws: ClientConnection) -> tuple[list[int], int | None]:
+    """Read everything left, return the seqs received and the close code."""
+    import json
+
+    seqs = []
+    try:
+        while True:
+            frame = json.loads(await asyncio.wait_for(ws.recv(), 30))
+            if frame["type"] == "message":
+                seqs.append(frame["seq"])
+    except ConnectionClosed as closed:
+        return seqs, closed.rcvd.code if closed.rcvd else None
+
+
+async def test_slow_readers_are_closed_with_4408_and_memory_stays_bounded(server):
+    assert server.proc is not None
+    room = room_name("slow")
+    tokens = {name: server.token(name) for name in (*POSTERS, *FAST, "erin")}
+    fast = [await Client.join(server, room, token=tokens[name]) for name in FAST]
+    posters = [await Client.join(server, room, token=tokens[name]) for name in POSTERS]
+    slow = [await open_slow_reader(server, room, tokens["erin"]) for _ in range(SLOW)]
+    before = rss_kib(server.proc.pid)
+
+    sent_at: dict[str, float] = {}
+    latencies: list[float] = []
+
+    async def post(client: Client, name: str, count: int) -> None:
+        for i in range(count):
+            cid = f"{name}-{i}"
+            sent_at[cid] = time.monotonic()
+            await client.say(TEXT, client_id=cid)
+            # Wait for the ack every 8 messages: a steady flood, not one burst.
+            if i % 8 == 7:
+                while (await client.recv())["client_id"] != cid:
+                    pass
+        while (await client.recv())["client_id"] != f"{name}-{count - 1}":
+            pass
+
+    async def read_all(client: Client) -> list[int]:
+        seqs = []
+        while len(seqs) < FLOOD:
+            frame = await client.recv(timeout=60)
+            assert frame["type"] == "message", frame
+            seqs.append(frame["seq"])
+            latencies.append(time.monotonic() - sent_at[frame["client_id"]])
+        return seqs
+
+    peak_rss = 0
+
+    async def sample_rss() -> None:
+        nonlocal peak_rss
+        while True:
+            peak_rss = max(peak_rss, rss_kib(server.proc.pid)["VmRSS"])
+            await asyncio.sleep(0.05)
+
+    sampler = asyncio.create_task(sample_rss())
+    started = time.monotonic()
+    per_poster = FLOOD // len(posters)
+    results = await asyncio.gather(
+        *(post(client, name, per_poster) for client, name in zip(posters, POSTERS, strict=True)),
+        *(read_all(client) for client in fast),
+    )
+    elapsed = time.monotonic() - started
+    sampler.cancel()
+    after = rss_kib(server.proc.pid)
+
+    # The other members received everything, in order, without a gap.
+    for seqs in results[len(posters) :]:
+        assert seqs == list(range(1, FLOOD + 1))
+
+    # The slow readers: what was in the pipes, then 4408; then they resume.
+    resumed_figures = []
+    for ws in slow:
+        seqs, code = await drain_until_closed(ws)
+        assert code == 4408, f"closed with {code} after {len(seqs)} messages"
+        assert seqs == list(range(1, len(seqs) + 1))
+        resumed = await Client.join(
+            server, room, token=tokens["erin"], after=seqs[-1] if seqs else 0
+        )
+        assert [f["seq"] for f in resumed.backlog] == list(range(len(seqs) + 1, FLOOD + 1))
+        await resumed.close()
+        resumed_figures.append(len(seqs))
+
+    growth_mib = (after["VmHWM"] - before["VmHWM"]) / 1024
+    sampled_growth_mib = (peak_rss - before["VmRSS"]) / 1024
+    flood_mib = FLOOD * len(TEXT.encode()) / 2**20
+    latencies.sort()
+    print(
+        f"\nFIGURES slow-consumers: flood={FLOOD} messages of 16,000 bytes ({flood_mib:.0f} MiB) "
+        f"in {elapsed:.1f} s to {len(FAST)} fast readers and {SLOW} that never read; "
+        f"outbound queue {OUTBOUND_MESSAGES} frames / {OUTBOUND_BYTES // 1024} KiB; "
+        f"RSS before {before['VmRSS'] / 1024:.0f} MiB, peak growth {growth_mib:.1f} MiB "
+        f"(VmHWM; sampled {sampled_growth_mib:.1f} MiB), bound {RSS_GROWTH_BOUND_MIB} MiB; "
+        f"slow readers got {resumed_figures} messages, then 4408, then resumed the rest; "
+        f"fast readers: lost=0, duplicated=0, latency p50 "
+        f"{statistics.median(latencies) * 1000:.0f} ms, "
+        f"p99 {latencies[int(len(latencies) * 0.99)] * 1000:.0f} ms, "
+        f"max {latencies[-1] * 1000:.0f} ms"
+    )
+    assert flood_mib > 2 * RSS_GROWTH_BOUND_MIB  # holding the flood would break the bound
+    assert growth_mib < RSS_GROWTH_BOUND_MIB
+    for client in fast + posters:
+        await client.ping()
+        await client.close()
