@@ -29,7 +29,10 @@ CLOSE_TOO_BIG = 1009
 CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_TOO_SLOW = 4408
-CLOSE_TIMEOUT_SECONDS = 5.0
+# How long a close frame may wait behind unread data: a slow client (4408) gets
+# it once it reads again. Longer than uvicorn's keepalive (20 s ping + 20 s
+# pong timeout), which fails a connection whose client reads nothing at all.
+CLOSE_TIMEOUT_SECONDS = 60.0
 
 
 def parse_after(query_string: bytes) -> tuple[int | None, bool]:

@@ -11,8 +11,8 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
 
 from kaiwa.notifications import services as notifications
 
@@ -176,14 +176,11 @@ def _messages_by_client_id(posts: Sequence[Post]) -> dict[tuple[int, str, str | 
 
 
 def _messages_insert(posts: Sequence[Post], fresh: dict[int, list[int]]) -> dict[int, Message]:
+    last_seqs = _room_seqs_advance({room_id: len(indexes) for room_id, indexes in fresh.items()})
     messages: dict[int, Message] = {}
-    for room_id in sorted(fresh):
-        indexes = fresh[room_id]
-        # The row lock (PostgreSQL) or the IMMEDIATE write lock (SQLite)
-        # serialises writers per room until commit.
-        Room.objects.filter(pk=room_id).update(last_seq=F("last_seq") + len(indexes))
-        last = Room.objects.values_list("last_seq", flat=True).get(pk=room_id)
-        for seq, index in enumerate(indexes, start=last - len(indexes) + 1):
+    for room_id, indexes in fresh.items():
+        first = last_seqs[room_id] - len(indexes) + 1
+        for seq, index in enumerate(indexes, start=first):
             post = posts[index]
             messages[index] = Message(
                 room=post.room,
@@ -195,6 +192,32 @@ def _messages_insert(posts: Sequence[Post], fresh: dict[int, list[int]]) -> dict
             )
     Message.objects.bulk_create(list(messages.values()))
     return messages
+
+
+def _room_seqs_advance(counts: dict[int, int]) -> dict[int, int]:
+    """Raise each room's ``last_seq`` by ``counts[room id]``; returns the new values.
+
+    Two statements for any number of rooms: lock the rows in id order (so
+    concurrent batches cannot deadlock; on SQLite the IMMEDIATE transaction
+    already holds the write lock), then one ``UPDATE ... RETURNING``
+    (PostgreSQL, SQLite 3.35+). The locks last until commit, so ``seq`` stays
+    gapless and unique per room.
+    """
+    if not counts:
+        return {}
+    ids = sorted(counts)
+    list(Room.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk"))
+    table = connection.ops.quote_name(Room._meta.db_table)
+    cases = " ".join(["WHEN %s THEN %s"] * len(ids))
+    marks = ", ".join(["%s"] * len(ids))
+    params = [value for room_id in ids for value in (room_id, counts[room_id])] + ids
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET last_seq = last_seq + CASE id {cases} END "
+            f"WHERE id IN ({marks}) RETURNING id, last_seq",
+            params,
+        )
+        return dict(cursor.fetchall())
 
 
 def membership_read(*, room: Room, user: Any, seq: Any, origin: str | None = None) -> int:

@@ -109,7 +109,9 @@ def missed_message_email_send(
         )
         if not rows or min(row.due_at for row in rows) > now:
             return None
-        user = get_user_model().objects.get(pk=user_id)
+        user = get_user_model().objects.filter(pk=user_id).first()
+        if user is None:  # deleted meanwhile: his rows go with him
+            return None
         keep = _missed_messages_recheck(user=user, rows=rows)
         if not keep:
             return None
@@ -177,7 +179,7 @@ def _missed_message_email_deliver(
         user=user,
         message_id=email.extra_headers["Message-ID"],
         to=user.email,
-        subject=email.subject,
+        subject=email.subject[:255],
     )
     try:
         email.send()

@@ -237,3 +237,18 @@ def test_the_sweep_sends_every_due_batch(room, alice, bob, carol, mailoutbox, la
         "carol@example.com",
     ]
     assert services.missed_message_emails_send_due(now=later) == 0
+
+
+def test_the_subject_names_three_authors_at_most(room, bob, mailoutbox, later):
+    from tests.factories import MembershipFactory, UserFactory
+
+    for n in range(5):
+        author = UserFactory(username=f"author{n}-" + "x" * 100)
+        MembershipFactory(room=room, user=author)
+        say(room, author, "@bob hello")
+    email = services.missed_message_email_send(user_id=bob.pk, now=later)
+    assert email is not None
+    (sent,) = mailoutbox
+    assert sent.subject.startswith("Kaiwa: 5 unread messages from author0-")
+    assert sent.subject.endswith(" and others") and "author3" not in sent.subject
+    assert email.subject == sent.subject[:255]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import redis
 
 from tests.kaiwa_process import KaiwaServer, base_env, create_users
 from tests.notifications.helpers import (
@@ -66,12 +67,13 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(postgres_url, redis_url, tmp_path_factory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("notifications")
+    prefix = f"kaiwa-test-{uuid.uuid4().hex[:10]}"
     sink = SmtpSink().start()
     env = base_env(
         DATABASE_URL=postgres_url,
         REDIS_URL=redis_url,
         # A prefix of our own: Celery's queues and the channels of this test only.
-        KAIWA_REDIS_PREFIX=f"kaiwa-test-{uuid.uuid4().hex[:10]}",
+        KAIWA_REDIS_PREFIX=prefix,
         KAIWA_DATA_DIR=str(tmp / "data"),
         EMAIL_URL=sink.url,
         DEFAULT_FROM_EMAIL="Kaiwa <kaiwa@chat.example.test>",
@@ -96,6 +98,11 @@ def stack(postgres_url, redis_url, tmp_path_factory) -> Iterator[Stack]:
         stack.worker.stop()
         stack.server.stop()
         sink.stop()
+        # The killed worker's unacknowledged task messages stay in Redis: clear them.
+        client = redis.Redis.from_url(redis_url)
+        for key in client.scan_iter(f"{prefix}:*"):
+            client.delete(key)
+        client.close()
 
 
 def room_name() -> str:

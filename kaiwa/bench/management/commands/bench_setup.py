@@ -4,6 +4,7 @@ import json
 import secrets
 
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from rest_framework.authtoken.models import Token
 
@@ -15,6 +16,7 @@ class Command(BaseCommand):
         parser.add_argument("count", type=int)
 
     def handle(self, *args, count: int, **options):
+        call_command("migrate", interactive=False, verbosity=0)
         User = get_user_model()
         names = [f"bench-{i}" for i in range(count)]
         existing = set(User.objects.filter(username__in=names).values_list("username", flat=True))
