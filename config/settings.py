@@ -268,6 +268,7 @@ KAIWA_MAX_MESSAGE_CHARS = env_int("KAIWA_MAX_MESSAGE_CHARS", 4000)
 KAIWA_OUTBOUND_MAX_MESSAGES = env_int("KAIWA_OUTBOUND_MAX_MESSAGES", 1000)
 KAIWA_OUTBOUND_MAX_BYTES = env_int("KAIWA_OUTBOUND_MAX_BYTES", 1024 * 1024)
 KAIWA_GAP_GRACE_SECONDS = env_float("KAIWA_GAP_GRACE_SECONDS", 0.2)
+KAIWA_SEQ_CHECK_SECONDS = env_float("KAIWA_SEQ_CHECK_SECONDS", 2.0)
 # Missed-message emails (kaiwa.notifications): how long a mention or DM may stay
 # unread before it is emailed, how often the worker sweeps for due batches, and
 # the address links in emails point to.

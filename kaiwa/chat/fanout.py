@@ -18,6 +18,9 @@ Invariants (PROTOCOL.md section 4):
    closed within KAIWA_GAP_GRACE_SECONDS, the feed reads the missing rows
    from the database (the publishing process may have died between commit and
    publish, or the channel layer dropped the message) and delivers them first.
+   A lost *last* broadcast, with nothing after it, is found by the hub's
+   watcher, which compares every feed with its room's ``last_seq`` every
+   KAIWA_SEQ_CHECK_SECONDS (one query per process, not per room).
 3. Bounded memory: each socket's ``Outbox`` holds at most
    KAIWA_OUTBOUND_MAX_MESSAGES frames and KAIWA_OUTBOUND_MAX_BYTES bytes;
    on overflow the socket is closed with 4408 and resumes with ``after=``.
@@ -167,12 +170,13 @@ class Outbox:
 class RoomFeed:
     """The in-order stream of one room's messages inside one process."""
 
-    def __init__(self, hub: Hub, slug: str) -> None:
+    def __init__(self, hub: Hub | None, slug: str) -> None:
         self.hub = hub
         self.slug = slug
         self.subscribers: set[Subscriber] = set()
         self.hwm: int | None = None  # highest seq delivered; None until initialised
         self.pending: dict[int, str] = {}
+        self.known_seq = 0  # highest seq known to be committed (from the database)
         self.ready = asyncio.Event()
         self._gap_task: asyncio.Task[None] | None = None
 
@@ -190,6 +194,13 @@ class RoomFeed:
         if self.hwm is not None:
             self._advance()
 
+    def catch_up(self, latest: int) -> None:
+        """The database says the room is at ``latest``: fetch what never arrived
+        (the last broadcast was lost and nothing came after it)."""
+        self.known_seq = max(self.known_seq, latest)
+        if self.hwm is not None and latest > self.hwm:
+            self._fill_later()
+
     def _advance(self) -> None:
         assert self.hwm is not None
         pending = self.pending
@@ -200,16 +211,27 @@ class RoomFeed:
                 subscriber.deliver(self.hwm, frame)
         for stale in [s for s in pending if s <= self.hwm]:
             del pending[stale]
-        if pending and self._gap_task is None:
+        if pending:
+            self._fill_later()
+
+    def _missing_before(self) -> int | None:
+        """The seq bounding the next gap (exclusive), or None when there is none."""
+        assert self.hwm is not None
+        if self.pending:
+            return min(self.pending) if min(self.pending) > self.hwm + 1 else None
+        return self.known_seq + 1 if self.known_seq > self.hwm else None
+
+    def _fill_later(self) -> None:
+        if self._gap_task is None:
             self._gap_task = asyncio.get_running_loop().create_task(self._fill_gap())
 
     async def _fill_gap(self) -> None:
         from .selectors import message_range
 
         try:
+            # The missing broadcast is usually just late: give it a moment.
             await asyncio.sleep(settings.KAIWA_GAP_GRACE_SECONDS)
-            while self.pending and self.hwm is not None and min(self.pending) > self.hwm + 1:
-                before = min(self.pending)
+            while self.hwm is not None and (before := self._missing_before()) is not None:
                 try:
                     rows = await database_sync_to_async(message_range)(
                         room_slug=self.slug, after=self.hwm, before=before
@@ -252,12 +274,35 @@ class Hub:
         self.channel_name: str | None = None
         self._lock = asyncio.Lock()  # orders group_add/group_discard
         self._reader: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
 
     async def _channel(self) -> str:
         if self.channel_name is None:
             self.channel_name = await self.layer.new_channel("kaiwa-hub.")
             self._reader = self.loop.create_task(self._read())
+            self._watcher = self.loop.create_task(self._watch())
         return self.channel_name
+
+    async def _watch(self) -> None:
+        """Every KAIWA_SEQ_CHECK_SECONDS, compare each feed with its room's seq
+        in the database (one query for all rooms of this process), so that a
+        lost last broadcast is filled even when no later message comes."""
+        from .selectors import room_last_seqs
+
+        while True:
+            await asyncio.sleep(settings.KAIWA_SEQ_CHECK_SECONDS)
+            slugs = [slug for slug, feed in self.feeds.items() if feed.hwm is not None]
+            if not slugs:
+                continue
+            try:
+                latest = await database_sync_to_async(room_last_seqs)(slugs=slugs)
+            except Exception:
+                logger.exception("seq check failed; retrying")
+                continue
+            for slug, seq in latest.items():
+                feed = self.feeds.get(slug)
+                if feed is not None:
+                    feed.catch_up(seq)
 
     async def _read(self) -> None:
         assert self.channel_name is not None
@@ -375,8 +420,9 @@ class Hub:
             logger.exception("group_send to %s failed", group)
 
     async def close(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
+        for task in (self._reader, self._watcher):
+            if task is not None:
+                task.cancel()
         for feed in self.feeds.values():
             feed.close()
 

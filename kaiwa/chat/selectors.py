@@ -89,3 +89,8 @@ def room_last_seq(*, slug: str) -> int:
     if seq is None:
         raise RoomNotFound("No such room.")
     return seq
+
+
+def room_last_seqs(*, slugs: list[str]) -> dict[str, int]:
+    """``{slug: last_seq}`` of the rooms named in ``slugs`` (unknown ones left out)."""
+    return dict(Room.objects.filter(slug__in=slugs).values_list("slug", "last_seq"))

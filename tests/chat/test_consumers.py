@@ -271,3 +271,25 @@ async def test_a_slow_socket_is_closed_with_4408(users, settings):
         feed.offer(seq, f'{{"type":"message","seq":{seq}}}')
     assert await close_code(communicator) == 4408
     assert written == ['{"type":"message","seq":1}']  # the rest was queued, then dropped
+
+
+async def test_a_lost_last_broadcast_is_filled_without_a_later_message(users, settings):
+    settings.KAIWA_GAP_GRACE_SECONDS = 0.05
+    settings.KAIWA_SEQ_CHECK_SECONDS = 0.1
+    alice, bob = users
+    b = await connect(bob)
+    await receive_until_ready(b)
+    room = await database_sync_to_async(Room.objects.get)(slug="lobby")
+    from kaiwa.chat import services
+
+    real_publish = fanout.publish_message
+    fanout.publish_message = lambda *a, **k: None  # the publishing process died
+    try:
+        await database_sync_to_async(services.message_create)(
+            room=room, user=alice, username="alice", text="last words"
+        )
+    finally:
+        fanout.publish_message = real_publish
+    frame = await b.receive_json_from(timeout=5)
+    assert (frame["seq"], frame["message"]) == (1, "last words")
+    await b.disconnect()
