@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -174,6 +174,7 @@ async def run_burst(
     tokens: Sequence[str] | None,
     needs_ready: bool,
     wait_s: float = 60.0,
+    on_start: Callable[[], None] = lambda: None,
 ) -> dict[str, float]:
     """Burst: in every room, ``messages_per_room`` distinct members each send one
     message at the same instant; wait for every delivery (or ``timeout`` s)."""
@@ -182,6 +183,7 @@ async def run_burst(
     senders = [(c, i) for room in fleet.rooms for i, c in enumerate(room[:messages_per_room])]
     tally.expected = sum(min(messages_per_room, len(r)) * len(r) for r in fleet.rooms)
     await asyncio.sleep(0.5)  # let joins settle
+    on_start()
     started = time.perf_counter_ns()
     for client, i in senders:
         client.send_message(i, 0)
@@ -199,6 +201,7 @@ async def run_paced(
     seconds: float,
     tokens: Sequence[str] | None,
     needs_ready: bool,
+    on_start: Callable[[], None] = lambda: None,
 ) -> dict[str, float]:
     """Fixed rate: ``messages_per_s`` messages into one room of ``members``
     for ``seconds`` (deliveries/s = messages_per_s x members)."""
@@ -208,6 +211,7 @@ async def run_paced(
     total = int(messages_per_s * seconds)
     tally.expected = total * len(room)
     await asyncio.sleep(0.5)
+    on_start()
     started = time.perf_counter_ns()
     interval = 1.0 / messages_per_s
     t0 = time.perf_counter()

@@ -32,6 +32,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +168,49 @@ def make_targets(work: Path, names: Sequence[str], redis: str, postgres: str) ->
             "raw", [*uvicorn, "kaiwa.bench.raw_app:application"], dict(os.environ), False
         ),
     }
+    # Kaiwa (embedded defaults) on other ASGI servers, to choose one by measurement.
+    app = "config.asgi:application"
+    granian = str(Path(py).with_name("granian"))
+    others = {
+        "kaiwa@uvicorn-websockets": [
+            py,
+            "-m",
+            "uvicorn",
+            app,
+            "--ws",
+            "websockets",
+            *UVICORN_OPTIONS[2:],
+        ],
+        "kaiwa@uvicorn-wsproto": [
+            py,
+            "-m",
+            "uvicorn",
+            app,
+            "--ws",
+            "wsproto",
+            *UVICORN_OPTIONS[2:],
+        ],
+        "kaiwa@daphne": [py, "-m", "daphne", "-b", "127.0.0.1", app],
+        "kaiwa@granian": [
+            granian,
+            "--interface",
+            "asgi",
+            "--host",
+            "127.0.0.1",
+            "--loop",
+            "uvloop",
+            app,
+        ],
+    }
+    for name, command in others.items():
+        targets[name] = partial(
+            Target,
+            name,
+            command,
+            kaiwa_env(KAIWA_DATA_DIR=str(work / f"{name}-data")),
+            True,
+            kaiwa_tokens,
+        )
     return [targets[n]() for n in names]
 
 
@@ -237,6 +281,41 @@ SCENARIOS = {
 ROOM_SIZE_SCENARIOS = ["burst-100", "burst-500", "burst-2000"]
 
 
+class Profiler:
+    """py-spy on a server process while a scenario's load runs (after connects).
+
+    Writes ``<dir>/<target>-<scenario>.txt`` in py-spy's raw (collapsed
+    stack) format, one file per target and scenario (the last round wins).
+    """
+
+    def __init__(self, directory: Path | None) -> None:
+        self.directory = directory
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def starter(self, target: Target, scenario: Scenario) -> Callable[[], None]:
+        def start() -> None:
+            if self.directory is None or target.proc is None:
+                return
+            out = self.directory / f"{target.name}-{scenario.name}.txt"
+            self.proc = subprocess.Popen(
+                [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(target.proc.pid),
+                 "--format", "raw", "--rate", "250", "--output", str(out)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            time.sleep(0.5)  # attached
+
+        return start
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(2)
+            self.proc.wait(30)
+            self.proc = None
+
+
+PROFILER = Profiler(None)
+
+
 async def run_scenario(target: Target, scenario: Scenario, round_no: int) -> dict[str, float]:
     tokens = target.ensure_tokens(scenario.clients)
     rooms = [
@@ -245,12 +324,17 @@ async def run_scenario(target: Target, scenario: Scenario, round_no: int) -> dic
     ]
     urls = [target.url(r) for r in rooms]
     ready = target.name.startswith("kaiwa")
+    on_start = PROFILER.starter(target, scenario)
     if scenario.kind == "burst":
-        result = await loadgen.run_burst(urls, scenario.members, scenario.messages, tokens, ready)
+        result = await loadgen.run_burst(
+            urls, scenario.members, scenario.messages, tokens, ready, on_start=on_start
+        )
+        PROFILER.stop()
     elif scenario.kind == "paced":
         result = await loadgen.run_paced(
-            urls[0], scenario.members, scenario.messages, scenario.seconds, tokens, ready
+            urls[0], scenario.members, scenario.messages, scenario.seconds, tokens, ready, on_start
         )
+        PROFILER.stop()
     else:
         result = await loadgen.run_idle(urls[0], scenario.members, tokens, ready, target.rss)
     result["server_rss_mb"] = target.rss() / 2**20
@@ -317,8 +401,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432"),
     )
     parser.add_argument("--output", default="docs/benchmarks.md", help="report path ('-' for none)")
+    parser.add_argument(
+        "--profile", metavar="DIR", help="record py-spy profiles of the servers under load into DIR"
+    )
     args = parser.parse_args(argv)
     raise_fd_limit()
+    if args.profile:
+        PROFILER.directory = Path(args.profile)
+        PROFILER.directory.mkdir(parents=True, exist_ok=True)
     scenarios = [SCENARIOS[s] for s in args.scenarios.split(",") if s]
     work = Path(tempfile.mkdtemp(prefix="kaiwa-bench-"))
     targets = make_targets(

@@ -219,6 +219,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def _post(self, data: dict[str, Any]) -> None:
         assert self.room is not None  # frames are read only after the join
+        if not self.sender_limit.check():  # token bucket: nothing stored (kaiwa.chat.limits)
+            if self.sender_limit.exhausted:
+                await self._close(limits.CLOSE_TOO_MANY)
+            else:
+                self._queue(frames.error_frame("rate_limited", self.sender_limit.detail()))
+            return
         post = services.Post(
             room=self.room,
             user=self.user,

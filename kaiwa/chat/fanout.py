@@ -37,7 +37,7 @@ from typing import Any, Protocol
 
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 
 from . import frames
@@ -269,6 +269,8 @@ class Hub:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.layer = get_channel_layer()
+        # An in-process layer reaches no other process: skip the round trip.
+        self.remote = not isinstance(self.layer, InMemoryChannelLayer)
         self.feeds: dict[str, RoomFeed] = {}
         self.user_sockets: dict[int, set[Subscriber]] = {}
         self.channel_name: str | None = None
@@ -405,12 +407,16 @@ class Hub:
         feed = self.feeds.get(slug)
         if feed is not None:
             feed.offer(seq, frame)
-        event = {"type": ROOM_MESSAGE, "room": slug, "seq": seq, "frame": frame}
-        self.loop.create_task(self._group_send(room_group(slug), event))
+        if self.remote:
+            event = {"type": ROOM_MESSAGE, "room": slug, "seq": seq, "frame": frame}
+            self.loop.create_task(self._group_send(room_group(slug), event))
 
     def publish_user(self, event: dict[str, Any]) -> None:
         """Send a USER_EVENT to every socket of its user in every process but its origin."""
-        self.loop.create_task(self._group_send(user_group(event["user"]), event))
+        if self.remote:
+            self.loop.create_task(self._group_send(user_group(event["user"]), event))
+        else:
+            self.dispatch(event)
 
     async def _group_send(self, group: str, event: dict[str, Any]) -> None:
         # A lost publish is repaired by gap filling (invariant 2).

@@ -46,14 +46,15 @@ def missed_message_recipients(*, message: Message) -> dict[int, str]:
     ``mention``). A message with no ``@`` outside a DM costs no query.
     """
     room = message.room
+    direct = room_is_direct(room=room)
+    if not direct and "@" not in message.text:  # most messages: no query, no queryset
+        return {}
     members = Membership.objects.filter(room_id=room.pk, user__is_active=True)
     if message.author_id is not None:
         members = members.exclude(user_id=message.author_id)
-    if room_is_direct(room=room):
+    if direct:
         user_ids = members.values_list("user_id", flat=True)
         return dict.fromkeys(user_ids, MissedMessage.Reason.DIRECT)
-    if "@" not in message.text:
-        return {}
     tokens = mention_names(text=message.text)
     if not tokens:
         return {}

@@ -2,15 +2,13 @@
 the broadcast of a stored message was lost (its process died between commit
 and publish, or Redis dropped it).
 
-A gap followed by a later message is filled today (tests/chat/test_consumers.py
-``test_a_lost_broadcast_is_filled_from_the_database``, and the Redis-restart
-and SIGKILL runs of test_crash_safety). The case below, where the LAST
-message's broadcast is lost and nothing follows, is not yet handled: the feed
-only notices a gap when a later seq arrives. It is marked xfail(strict) so
-that it turns into a failure, to be unmarked, once the feed also compares
-itself with the room's ``last_seq`` (see docs/reliability.md, "Known gaps").
+A gap followed by a later message is filled when the later seq arrives
+(tests/chat/test_consumers.py ``test_a_lost_broadcast_is_filled_from_the_database``,
+and the Redis-restart and SIGKILL runs of test_crash_safety). Here the LAST
+message's broadcast is lost and nothing follows: the hub's watcher, which
+compares each feed with its room's ``last_seq`` every KAIWA_SEQ_CHECK_SECONDS,
+finds it.
 """
-
 
 import pytest
 from channels.db import database_sync_to_async
@@ -35,9 +33,9 @@ async def joined(user, path="/ws/chat/tail/"):
     return communicator
 
 
-@pytest.mark.xfail(strict=True, reason="the feed does not yet poll Room.last_seq (item 1)")
 async def test_a_lost_broadcast_of_the_last_message_is_still_delivered(settings, monkeypatch):
     settings.KAIWA_GAP_GRACE_SECONDS = 0.05
+    settings.KAIWA_SEQ_CHECK_SECONDS = 0.1
     alice = await database_sync_to_async(UserFactory)(username="alice")
     bob = await database_sync_to_async(UserFactory)(username="bob")
     listener = await joined(bob)
@@ -48,7 +46,7 @@ async def test_a_lost_broadcast_of_the_last_message_is_still_delivered(settings,
         room=room, user=alice, username="alice", text="the last word"
     )
     try:
-        frame = await listener.receive_json_from(timeout=3)
+        frame = await listener.receive_json_from(timeout=5)
     except TimeoutError:
         frame = None
     await listener.disconnect()
