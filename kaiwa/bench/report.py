@@ -94,6 +94,9 @@ def markdown(
         "  `raw` (raw ASGI broadcast app: no auth, no storage).",
         "- Load generator: one process of picows clients on uvloop; latency is end to end",
         "  (send to receive, same clock). A delivery is one message frame received by one client.",
+        "- lost: deliveries not received by the end of the wait (60 s after a burst, 30 s after",
+        "  the last paced send). In the paced run, deliveries/s is the offered 20,000/s for a server",
+        "  that keeps up; one that falls behind shows less, and its late deliveries count as lost.",
         "",
     ]
     for scenario in scenarios:
