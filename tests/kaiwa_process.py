@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -31,6 +32,18 @@ def base_env(**extra: str) -> dict[str, str]:
     }
     env.update(extra)
     return env
+
+
+def services_env(tmp: Path, database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
+    """Environment of a Kaiwa on PostgreSQL and Redis, with its own Redis
+    prefix (so that test runs sharing a Redis never see each other)."""
+    return base_env(
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        KAIWA_REDIS_PREFIX=f"kaiwa-test-{uuid.uuid4().hex[:10]}",
+        KAIWA_DATA_DIR=str(tmp / "data"),
+        **extra,
+    )
 
 
 def manage(env: dict[str, str], *args: str) -> str:

@@ -221,23 +221,25 @@ async def test_read_reaches_the_users_other_sockets_only(users):
         await communicator.disconnect()
 
 
-async def test_a_lost_broadcast_is_filled_from_the_database(users, settings):
+async def store_unpublished(monkeypatch, user, text):
+    """Store a message in lobby whose broadcast is lost, as if its process
+    died between commit and publish."""
+    from kaiwa.chat import services
+
+    room = await database_sync_to_async(Room.objects.get)(slug="lobby")
+    with monkeypatch.context() as patch:
+        patch.setattr(fanout, "publish_message", lambda *a, **k: None)
+        await database_sync_to_async(services.message_create)(
+            room=room, user=user, username=user.username, text=text
+        )
+
+
+async def test_a_lost_broadcast_is_filled_from_the_database(users, settings, monkeypatch):
     settings.KAIWA_GAP_GRACE_SECONDS = 0.05
     alice, bob = users
     b = await connect(bob)
     await receive_until_ready(b)
-    room = await database_sync_to_async(Room.objects.get)(slug="lobby")
-    # Store seq 1 without publishing it, as if its process died before publish.
-    from kaiwa.chat import services
-
-    real_publish = fanout.publish_message
-    fanout.publish_message = lambda *a, **k: None
-    try:
-        await database_sync_to_async(services.message_create)(
-            room=room, user=alice, username="alice", text="lost"
-        )
-    finally:
-        fanout.publish_message = real_publish
+    await store_unpublished(monkeypatch, alice, "lost")
     a = await connect(alice)
     await receive_until_ready(a)
     await a.send_json_to({"message": "after the loss"})
@@ -273,23 +275,15 @@ async def test_a_slow_socket_is_closed_with_4408(users, settings):
     assert written == ['{"type":"message","seq":1}']  # the rest was queued, then dropped
 
 
-async def test_a_lost_last_broadcast_is_filled_without_a_later_message(users, settings):
+async def test_a_lost_last_broadcast_is_filled_without_a_later_message(
+    users, settings, monkeypatch
+):
     settings.KAIWA_GAP_GRACE_SECONDS = 0.05
     settings.KAIWA_SEQ_CHECK_SECONDS = 0.1
     alice, bob = users
     b = await connect(bob)
     await receive_until_ready(b)
-    room = await database_sync_to_async(Room.objects.get)(slug="lobby")
-    from kaiwa.chat import services
-
-    real_publish = fanout.publish_message
-    fanout.publish_message = lambda *a, **k: None  # the publishing process died
-    try:
-        await database_sync_to_async(services.message_create)(
-            room=room, user=alice, username="alice", text="last words"
-        )
-    finally:
-        fanout.publish_message = real_publish
+    await store_unpublished(monkeypatch, alice, "last words")
     frame = await b.receive_json_from(timeout=5)
     assert (frame["seq"], frame["message"]) == (1, "last words")
     await b.disconnect()

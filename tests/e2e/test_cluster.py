@@ -6,13 +6,12 @@ to every socket exactly once and in the same order, resume on either process.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from tests.e2e.wsclient import Client, Rest, check_message_frame, room_name
-from tests.kaiwa_process import KaiwaServer, base_env, create_users
+from tests.kaiwa_process import KaiwaServer, create_users, services_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.services]
 
@@ -22,12 +21,7 @@ USERS = ("alice", "bob", "carol", "dave")
 @pytest.fixture(scope="module")
 def cluster(postgres_url, redis_url, tmp_path_factory) -> Iterator[tuple[KaiwaServer, KaiwaServer]]:
     tmp = tmp_path_factory.mktemp("cluster")
-    env = base_env(
-        DATABASE_URL=postgres_url,
-        REDIS_URL=redis_url,
-        KAIWA_REDIS_PREFIX=f"kaiwa-test-{uuid.uuid4().hex[:10]}",
-        KAIWA_DATA_DIR=str(tmp / "data"),
-    )
+    env = services_env(tmp, postgres_url, redis_url)
     create_users(env, *USERS)
     servers: list[KaiwaServer] = []
     try:

@@ -21,7 +21,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.kaiwa_process import KaiwaServer, base_env, manage
+from tests.kaiwa_process import KaiwaServer, manage, services_env
 from tests.reliability.faults import rss_kib
 
 pytestmark = [pytest.mark.e2e, pytest.mark.services, pytest.mark.faults]
@@ -44,12 +44,7 @@ def raise_open_files(needed: int) -> None:
 def storm(postgres_url, redis_url, tmp_path_factory) -> Iterator[tuple[KaiwaServer, list[str]]]:
     raise_open_files(3 * CLIENTS + 1000)
     tmp = tmp_path_factory.mktemp("storm")
-    env = base_env(
-        DATABASE_URL=postgres_url,
-        REDIS_URL=redis_url,
-        KAIWA_REDIS_PREFIX=f"kaiwa-storm-{uuid.uuid4().hex[:10]}",
-        KAIWA_DATA_DIR=str(tmp / "data"),
-    )
+    env = services_env(tmp, postgres_url, redis_url)
     manage(env, "migrate", "--noinput", "-v", "0")
     code = (
         "import json\n"

@@ -21,7 +21,6 @@ import asyncio
 import json
 import signal
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -29,7 +28,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from tests.e2e.wsclient import Rest, room_name
-from tests.kaiwa_process import KaiwaServer, base_env, create_users, manage
+from tests.kaiwa_process import KaiwaServer, base_env, create_users, manage, services_env
 from tests.reliability.chatters import Outcome, Progress, check_outcome, make_chatters
 from tests.reliability.faults import RedisServer, TcpProxy, wait_for_port
 
@@ -57,11 +56,10 @@ def issue_tokens(env: dict[str, str], names: tuple[str, ...]) -> dict[str, str]:
 
 def cluster_env(tmp: Path, database_url: str, redis_url: str) -> dict[str, str]:
     # Flood limits off: these runs are about faults, not floods (see test_floods).
-    return base_env(
-        DATABASE_URL=database_url,
-        REDIS_URL=redis_url,
-        KAIWA_REDIS_PREFIX=f"kaiwa-crash-{uuid.uuid4().hex[:10]}",
-        KAIWA_DATA_DIR=str(tmp / "data"),
+    return services_env(
+        tmp,
+        database_url,
+        redis_url,
         KAIWA_RATE_MESSAGES_PER_SECOND="0",
         KAIWA_CONNECT_RATE_PER_IP="0",
     )
