@@ -93,8 +93,10 @@ async def connect_fleet(
     tokens: Sequence[str] | None,
     tally: Tally,
     needs_ready: bool,
+    batch_size: int = CONNECT_BATCH,
 ) -> Fleet:
-    """Open ``members`` clients in each room URL of ``url_for_room``.
+    """Open ``members`` clients in each room URL of ``url_for_room``,
+    ``batch_size`` handshakes at a time.
 
     ``tokens``: Bearer tokens, one per client (None: anonymous). Waits until
     each Kaiwa client got ``ready`` (``needs_ready``). Returns the fleet; the
@@ -120,8 +122,8 @@ async def connect_fleet(
         except Exception:
             return None
 
-    for start in range(0, len(plan), CONNECT_BATCH):
-        batch = plan[start : start + CONNECT_BATCH]
+    for start in range(0, len(plan), batch_size):
+        batch = plan[start : start + batch_size]
         results = await asyncio.gather(*(one(start + i, r) for i, (r, _) in enumerate(batch)))
         for (room, _), client in zip(batch, results, strict=True):
             if client is None:
@@ -228,15 +230,22 @@ async def run_paced(
 
 
 async def run_idle(
-    url: str, count: int, tokens: Sequence[str] | None, needs_ready: bool, rss_of: object
+    url: str,
+    count: int,
+    tokens: Sequence[str] | None,
+    needs_ready: bool,
+    rss_of: Callable[[], int],
+    batch_size: int = CONNECT_BATCH,
 ) -> dict[str, float]:
-    """Open ``count`` idle connections; ``rss_of()`` returns the server's RSS
-    (bytes) and is read before and after. Returns bytes per connection."""
+    """Open ``count`` idle connections, ``batch_size`` handshakes at a time
+    (``count`` at once: a connect storm); ``rss_of()`` returns the server's
+    RSS (bytes), read before and after. Returns connects, failures, seconds
+    and bytes per connection."""
     tally = Tally()
-    before = rss_of()  # type: ignore[operator]
-    fleet = await connect_fleet([url], count, tokens, tally, needs_ready)
+    before = rss_of()
+    fleet = await connect_fleet([url], count, tokens, tally, needs_ready, batch_size)
     await asyncio.sleep(1.0)
-    after = rss_of()  # type: ignore[operator]
+    after = rss_of()
     connected = sum(len(r) for r in fleet.rooms)
     await close_fleet(fleet)
     return {

@@ -19,10 +19,10 @@ def _ratio(a: float, b: float) -> str:
 def _table(
     name: str, per_target: dict[str, list[dict[str, float]]], targets: list[str]
 ) -> list[str]:
-    if SCENARIOS[name].kind == "idle":
+    if SCENARIOS[name].kind in ("idle", "storm"):
         lines = [
-            "| server | connections | failures | RSS before (MiB) | RSS after (MiB) | KiB per connection |",
-            "| --- | ---: | ---: | ---: | ---: | ---: |",
+            "| server | connections | failures | connect s | RSS before (MiB) | RSS after (MiB) | KiB per connection |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for t in targets:
             rows = per_target.get(t, [])
@@ -30,6 +30,7 @@ def _table(
                 r = rows[0]
                 lines.append(
                     f"| {t} | {int(r['connections']):,} | {int(r['connect_failures'])} | "
+                    f"{r['connect_s']:.1f} | "
                     f"{r['rss_before_mb']:.0f} | {r['rss_after_mb']:.0f} | "
                     f"{r['bytes_per_connection'] / 1024:.1f} |"
                 )

@@ -270,6 +270,13 @@ SCENARIOS = {
             description="one room of 500, 40 messages/s for 5 s = 20,000 deliveries/s",
         ),
         Scenario(
+            "storm-1000",
+            "storm",
+            1,
+            1000,
+            description="1,000 clients connecting at the same instant (connect storm)",
+        ),
+        Scenario(
             "idle-10000",
             "idle",
             1,
@@ -335,6 +342,10 @@ async def run_scenario(target: Target, scenario: Scenario, round_no: int) -> dic
             urls[0], scenario.members, scenario.messages, scenario.seconds, tokens, ready, on_start
         )
         PROFILER.stop()
+    elif scenario.kind == "storm":
+        result = await loadgen.run_idle(
+            urls[0], scenario.members, tokens, ready, target.rss, batch_size=scenario.members
+        )
     else:
         result = await loadgen.run_idle(urls[0], scenario.members, tokens, ready, target.rss)
     result["server_rss_mb"] = target.rss() / 2**20
@@ -355,7 +366,7 @@ async def run_all(
     results: dict[str, dict[str, list[dict[str, float]]]] = {}
     for scenario in scenarios:
         per_target = results.setdefault(scenario.name, {t.name: [] for t in targets})
-        scenario_rounds = 1 if scenario.kind == "idle" else rounds
+        scenario_rounds = 1 if scenario.kind in ("idle", "storm") else rounds
         for round_no in range(scenario_rounds):
             order = targets if round_no % 2 == 0 else list(reversed(targets))
             for target in order:
