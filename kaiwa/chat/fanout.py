@@ -5,7 +5,9 @@ has local sockets, and one channel-layer channel for the whole process. The
 hub joins the channel-layer group ``room.<slug>`` once per room, not once per
 socket (as Phoenix PubSub's fastlane and channels_redis's pub/sub layer do),
 so a broadcast costs one channel-layer message per process, one JSON encode
-per message, and one queue append per local socket.
+per message, and one in-place write per local socket (no task switch per
+recipient; see ``Outbox``). With the in-memory layer (one process) the hub
+skips the channel layer altogether.
 
 Invariants (PROTOCOL.md section 4):
 
