@@ -76,8 +76,10 @@ def markdown(
     targets: list[str],
     command: str,
     machine: dict[str, Any],
+    plot_name: str = "benchmarks-room-size.png",
 ) -> str:
-    """The report: command, machine, one table per scenario, the plot."""
+    """The report: command, machine, one table per scenario, the plot
+    (``plot_name``, beside the report)."""
     rounds = max((len(rows) for per in results.values() for rows in per.values()), default=0)
     out = [
         "# Benchmarks",
@@ -106,11 +108,11 @@ def markdown(
         out += [f"## {scenario.name}: {scenario.description}", ""]
         out += _table(scenario.name, results[scenario.name], targets)
         out.append("")
-    if any(s in results for s in ROOM_SIZE_SCENARIOS):
+    if sum(s in results for s in ROOM_SIZE_SCENARIOS) >= 2:  # a curve needs two sizes
         out += [
             "## Deliveries/s and p99 latency against room size",
             "",
-            "![deliveries/s and p99 against room size](benchmarks-room-size.png)",
+            f"![deliveries/s and p99 against room size]({plot_name})",
             "",
         ]
     return "\n".join(out)
@@ -124,7 +126,7 @@ def plot(results: Results, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     sizes = [(SCENARIOS[s].members, s) for s in ROOM_SIZE_SCENARIOS if s in results]
-    if not sizes:
+    if len(sizes) < 2:
         return
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     targets = sorted({t for _, s in sizes for t in results[s]})

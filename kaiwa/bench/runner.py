@@ -438,14 +438,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         for target in targets:
             target.stop()
     command = "kaiwa bench " + " ".join(argv if argv is not None else sys.argv[2:])
+    out = Path(args.output)
+    plot = out.with_name(f"{out.stem}-room-size.png")
     text = report.markdown(
-        results, scenarios, [t.name for t in targets], command.strip(), machine()
+        results, scenarios, [t.name for t in targets], command.strip(), machine(), plot.name
     )
     print(text)
     if args.output != "-":
-        out = Path(args.output)
         out.parent.mkdir(parents=True, exist_ok=True)
-        report.plot(results, out.with_name("benchmarks-room-size.png"))
+        report.plot(results, plot)
         out.write_text(text)
         print(f"wrote {out}")
     shutil.rmtree(work, ignore_errors=True)
