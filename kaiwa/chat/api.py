@@ -98,6 +98,8 @@ class ReadAPI(ChatAPIView):
     def post(self, request: Request, room: str) -> HttpResponse:
         data = json_body(request)
         found = selectors.room_get_visible(user=request.user, slug=room)
+        if not found.private:  # a REST-only client of a public room joins it here
+            services.room_join(user=request.user, slug=room)
         services.membership_read(room=found, user=request.user, seq=data.get("seq"))
         return HttpResponse(status=204)
 

@@ -78,6 +78,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.socket_slot: int | None = None  # user id whose per-user socket slot we hold
         self.sender_limit = limits.SenderLimit(f"guest:{self.socket_id}")
         await self.accept()
+        try:  # a bad room name is refused first, whoever asks (PROTOCOL.md 1)
+            services.room_slug_check(slug=self.scope["url_route"]["kwargs"]["room"])
+        except ChatError as exc:
+            await self._close(exc.close_code)
+            return
         if not self._authenticate():
             await self._close(CLOSE_UNAUTHENTICATED)
             return

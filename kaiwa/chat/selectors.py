@@ -69,7 +69,9 @@ def message_backlog(*, room: Room, after: int | None) -> Backlog:
     """
     latest = Room.objects.values_list("last_seq", flat=True).get(pk=room.pk)
     if after is None:
-        messages = message_list(room=room, limit=settings.KAIWA_BACKLOG_MESSAGES)
+        # Bounded by `latest`: a message committed since belongs to the live
+        # stream, which delivers every seq above `latest` exactly once.
+        messages = message_list(room=room, before=latest + 1, limit=settings.KAIWA_BACKLOG_MESSAGES)
         return Backlog(messages, None, latest)
     if after > latest or latest - after > settings.KAIWA_RESUME_LIMIT:
         return Backlog([], latest, latest)

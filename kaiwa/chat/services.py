@@ -120,7 +120,12 @@ def message_create(
         text=message_text_check(text=text),
         client_id=client_id_check(client_id=client_id),
     )
-    return message_create_batch(posts=[post])[0]
+    try:
+        return message_create_batch(posts=[post])[0]
+    except IntegrityError:
+        # The same client_id committed by a concurrent request: this time the
+        # lookup finds it and returns the original.
+        return message_create_batch(posts=[post])[0]
 
 
 def message_create_batch(*, posts: Sequence[Post]) -> list[tuple[Message, bool]]:

@@ -153,3 +153,36 @@ def test_session_auth_needs_csrf_for_writes(alice):
     client.force_login(alice)
     assert client.get("/api/rooms/").status_code == 200
     assert client.post("/api/rooms/r/messages/", {"message": "x"}, format="json").status_code == 403
+
+
+def test_read_joins_a_public_room_used_over_rest_only(alice, bob, client_for):
+    room = services.room_join(user=alice, slug="r")
+    MessageFactory(room=room, author=alice)
+    answer = client_for(bob).post("/api/rooms/r/read", {"seq": 1}, format="json")
+    assert answer.status_code == 204
+    assert room.memberships.get(user=bob).last_read_seq == 1
+
+
+def test_a_concurrent_duplicate_client_id_returns_the_original(alice, client_for, monkeypatch):
+    from django.db import IntegrityError
+
+    RoomFactory(slug="r")
+    client = client_for(alice)
+    first = client.post(
+        "/api/rooms/r/messages/", {"message": "hi", "client_id": "c"}, format="json"
+    )
+    real = services.message_create_batch
+    calls = []
+
+    def racing(*, posts):  # the first try loses the race on the unique constraint
+        calls.append(1)
+        if len(calls) == 1:
+            raise IntegrityError("duplicate key value violates unique constraint")
+        return real(posts=posts)
+
+    monkeypatch.setattr(services, "message_create_batch", racing)
+    again = client.post(
+        "/api/rooms/r/messages/", {"message": "hi", "client_id": "c"}, format="json"
+    )
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    assert Message.objects.count() == 1

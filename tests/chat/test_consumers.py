@@ -287,3 +287,8 @@ async def test_a_lost_last_broadcast_is_filled_without_a_later_message(
     frame = await b.receive_json_from(timeout=5)
     assert (frame["seq"], frame["message"]) == (1, "last words")
     await b.disconnect()
+
+
+async def test_a_bad_room_name_is_refused_before_authentication():
+    communicator = await connect(AnonymousUser(), "/ws/chat/a%20b/")
+    assert await close_code(communicator) == 4404

@@ -3,6 +3,7 @@ from django.test import override_settings
 
 from kaiwa.chat import selectors
 from kaiwa.chat.errors import RoomNotFound
+from kaiwa.chat.models import Room
 from tests.factories import MembershipFactory, MessageFactory, RoomFactory
 
 pytestmark = pytest.mark.django_db
@@ -70,3 +71,13 @@ def test_message_range_reads_the_gap(alice):
         3,
         4,
     ]
+
+
+def test_message_backlog_stops_at_the_seq_it_reports(alice):
+    # A message committed between reading last_seq and reading the page must
+    # not be in the backlog: the live stream delivers it after `ready`.
+    room = _room_with(5)
+    Room.objects.filter(pk=room.pk).update(last_seq=4)  # read before seq 5 committed
+    backlog = selectors.message_backlog(room=room, after=None)
+    assert [m.seq for m in backlog.messages] == [1, 2, 3, 4]
+    assert backlog.latest_seq == 4
