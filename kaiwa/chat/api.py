@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import frames, selectors, services
-from .errors import ChatError, RoomNotFound
+from .errors import ChatError, Unavailable
 from .selectors import MESSAGE_PAGE_MAX
 
 
@@ -55,8 +55,7 @@ class ChatAPIView(APIView):
         if isinstance(exc, ChatError):
             exc = ChatAPIError(exc)
         elif isinstance(exc, DatabaseError):
-            exc = ChatAPIError(ChatError("The database is unavailable.", code="unavailable"))
-            exc.status_code = 503
+            exc = ChatAPIError(Unavailable("The database is unavailable."))
         return super().handle_exception(exc)
 
 
@@ -107,10 +106,7 @@ class ReadAPI(ChatAPIView):
 class DirectMessageAPI(ChatAPIView):
     def post(self, request: Request) -> HttpResponse:
         data = json_body(request)
-        try:
-            room, created = services.dm_open(user=request.user, other_username=data.get("username"))
-        except RoomNotFound as exc:
-            raise ChatAPIError(exc) from exc
+        room, created = services.dm_open(user=request.user, other_username=data.get("username"))
         payload = {
             "slug": room.slug,
             "title": room.title,

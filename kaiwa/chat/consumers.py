@@ -26,7 +26,6 @@ from .writer import get_writer
 logger = logging.getLogger(__name__)
 
 CLOSE_TOO_BIG = 1009
-CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_TOO_SLOW = 4408
 # How long a close frame may wait behind unread data: a slow client (4408) gets
@@ -97,7 +96,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except Exception:
             logger.exception("join failed")
             await self._send_now(frames.error_frame("unavailable", Unavailable().detail))
-            await self._close(CLOSE_TRY_AGAIN_LATER)
+            await self._close(Unavailable.close_code)
 
     def _authenticate(self) -> bool:
         user = self.scope.get("user")

@@ -46,5 +46,5 @@ class Unavailable(ChatError):
     """The database or channel layer is unreachable; try again."""
 
     code = "unavailable"
-    close_code = 1011
+    close_code = 1013  # try again later (RFC 6455 section 7.4.1)
     http_status = 503

@@ -172,8 +172,7 @@ class Outbox:
 class RoomFeed:
     """The in-order stream of one room's messages inside one process."""
 
-    def __init__(self, hub: Hub | None, slug: str) -> None:
-        self.hub = hub
+    def __init__(self, slug: str) -> None:
         self.slug = slug
         self.subscribers: set[Subscriber] = set()
         self.hwm: int | None = None  # highest seq delivered; None until initialised
@@ -349,7 +348,7 @@ class Hub:
             async with self._lock:
                 feed = self.feeds.get(slug)
                 if feed is None:
-                    feed = RoomFeed(self, slug)
+                    feed = RoomFeed(slug)
                     self.feeds[slug] = feed
                     try:
                         await self.layer.group_add(room_group(slug), await self._channel())

@@ -84,7 +84,7 @@ class Recorder:
 
 async def test_room_feed_delivers_in_seq_order_and_drops_duplicates(settings):
     settings.KAIWA_GAP_GRACE_SECONDS = 30  # no database: the gap closes by itself
-    feed = RoomFeed(hub=None, slug="r")
+    feed = RoomFeed(slug="r")
     recorder = Recorder()
     feed.subscribers.add(recorder)
     feed.offer(6, "f6")  # before start: held
@@ -100,7 +100,7 @@ async def test_room_feed_delivers_in_seq_order_and_drops_duplicates(settings):
 
 async def test_room_feed_holds_messages_behind_a_gap(settings):
     settings.KAIWA_GAP_GRACE_SECONDS = 30
-    feed = RoomFeed(hub=None, slug="r")
+    feed = RoomFeed(slug="r")
     recorder = Recorder()
     feed.subscribers.add(recorder)
     feed.start(0)
