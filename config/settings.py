@@ -269,6 +269,18 @@ KAIWA_OUTBOUND_MAX_MESSAGES = env_int("KAIWA_OUTBOUND_MAX_MESSAGES", 1000)
 KAIWA_OUTBOUND_MAX_BYTES = env_int("KAIWA_OUTBOUND_MAX_BYTES", 1024 * 1024)
 KAIWA_GAP_GRACE_SECONDS = env_float("KAIWA_GAP_GRACE_SECONDS", 0.2)
 KAIWA_SEQ_CHECK_SECONDS = env_float("KAIWA_SEQ_CHECK_SECONDS", 2.0)
+# Frames each room feed keeps in memory to answer joins and resumes without a
+# query (kaiwa.chat.fanout, invariant 4).
+KAIWA_FEED_MEMORY_MESSAGES = env_int("KAIWA_FEED_MEMORY_MESSAGES", 200)
+# Threads for the sockets' database reads and joins (kaiwa.chat.db); the message
+# writer has its own one.
+KAIWA_DB_THREADS = env_int("KAIWA_DB_THREADS", 4)
+# Read positions from `read` frames are merged and stored at most this often
+# (seconds; kaiwa.chat.reads).
+KAIWA_READ_FLUSH_SECONDS = env_float("KAIWA_READ_FLUSH_SECONDS", 1.0)
+# Pending TCP connections the listening socket queues (uvicorn's --backlog;
+# the kernel caps it at net.core.somaxconn).
+KAIWA_LISTEN_BACKLOG = env_int("KAIWA_LISTEN_BACKLOG", 4096)
 # Missed-message emails (kaiwa.notifications): how long a mention or DM may stay
 # unread before it is emailed, how often the worker sweeps for due batches, and
 # the address links in emails point to.

@@ -38,6 +38,7 @@ def serve(host: str, port: int, log_level: str) -> None:
         ws="websockets-sansio",
         ws_max_size=settings.KAIWA_MAX_FRAME_BYTES,
         lifespan="off",
+        backlog=settings.KAIWA_LISTEN_BACKLOG,
         log_level=log_level,
         access_log=False,
         timeout_graceful_shutdown=10,

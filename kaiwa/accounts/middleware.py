@@ -1,12 +1,12 @@
-"""ASGI middleware for WebSocket handshakes: Bearer tokens and Origin checks."""
+"""ASGI middleware for WebSocket handshakes: sessions, Bearer tokens and Origin checks."""
 
 from typing import Any
 
-from channels.auth import AuthMiddlewareStack
-from channels.db import database_sync_to_async
-from channels.middleware import BaseMiddleware
 from channels.security.websocket import AllowedHostsOriginValidator
-from django.contrib.auth.models import AnonymousUser
+from channels.sessions import SessionMiddlewareStack
+
+# Scope key of the handshake's ``Authorization: Bearer`` token (None without one).
+BEARER_TOKEN_KEY = "kaiwa.bearer_token"
 
 
 def bearer_token(headers: list[tuple[bytes, bytes]]) -> str | None:
@@ -17,27 +17,6 @@ def bearer_token(headers: list[tuple[bytes, bytes]]) -> str | None:
             if scheme.lower() == "bearer" and token.strip():
                 return token.strip()
     return None
-
-
-@database_sync_to_async
-def token_user(key: str) -> Any:
-    """The active user owning API token ``key``, or AnonymousUser."""
-    from .services import token_user_get
-
-    return token_user_get(key=key) or AnonymousUser()
-
-
-class BearerTokenAuthMiddleware(BaseMiddleware):
-    """Authenticate a WebSocket by ``Authorization: Bearer <token>`` when the
-    session cookie did not (PROTOCOL.md section 1: the cookie wins)."""
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> Any:
-        user = scope.get("user")
-        if user is None or not user.is_authenticated:
-            key = bearer_token(scope.get("headers", []))
-            if key is not None:
-                scope = dict(scope, user=await token_user(key))
-        return await super().__call__(scope, receive, send)
 
 
 def BrowserOriginValidator(application: Any) -> Any:  # noqa: N802 (wraps like Channels' own)
@@ -55,5 +34,18 @@ def BrowserOriginValidator(application: Any) -> Any:  # noqa: N802 (wraps like C
 
 
 def WebsocketAuthStack(inner: Any) -> Any:  # noqa: N802
-    """Session cookie first (Channels' AuthMiddlewareStack), then Bearer token."""
-    return AuthMiddlewareStack(BearerTokenAuthMiddleware(inner))
+    """Attach the handshake's credentials to the scope without querying anything.
+
+    The session (Channels' ``SessionMiddlewareStack``, loaded lazily) and the
+    Bearer token (``scope[BEARER_TOKEN_KEY]``) are resolved to a user by the
+    consumer, in the same database call as its room join
+    (``kaiwa.accounts.selectors.socket_user_get``): a join then costs one
+    trip to a database thread instead of three (Channels' AuthMiddleware
+    resolves the user on its own shared thread before the consumer runs).
+    """
+
+    async def credentials(scope: dict, receive: Any, send: Any) -> Any:
+        token = bearer_token(scope.get("headers", []))
+        return await inner({**scope, BEARER_TOKEN_KEY: token}, receive, send)
+
+    return SessionMiddlewareStack(credentials)

@@ -1,17 +1,7 @@
 """Accounts services: API tokens and sign-up."""
 
-from typing import Any
-
 from django.contrib.auth import authenticate
 from rest_framework.authtoken.models import Token
-
-
-def token_user_get(*, key: str) -> Any:
-    """The active user owning API token ``key``, or None."""
-    token = Token.objects.select_related("user").filter(key=key).first()
-    if token is None or not token.user.is_active:
-        return None
-    return token.user
 
 
 def token_issue(*, username: str, password: str) -> Token | None:

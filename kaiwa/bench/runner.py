@@ -68,11 +68,18 @@ class Target:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     tokens: list[str] = field(default_factory=list)
+    log_dir: Path | None = None
 
     def url(self, room: str) -> str:
         return f"ws://127.0.0.1:{self.port}/ws/chat/{room}/"
 
+    @property
+    def is_kaiwa(self) -> bool:
+        """Kaiwa speaks PROTOCOL.md (``ready``, ``read``); the others only the tutorial's frames."""
+        return self.name.startswith("kaiwa")
+
     def start(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
         log = open(log_dir / f"{self.name}.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [*self.command, "--port", str(self.port)], env=self.env, stdout=log, stderr=log
@@ -100,12 +107,19 @@ class Target:
         return rss_bytes(self.proc.pid)
 
     def stop(self) -> None:
+        """SIGTERM (Kaiwa closes its sockets with 1012), then SIGKILL after 15 s."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+
+    def restart(self) -> None:
+        """Stop with SIGTERM and start again on the same port and data."""
+        assert self.log_dir is not None
+        self.stop()
+        self.start(self.log_dir)
 
 
 def kaiwa_tokens(target: Target, count: int) -> list[str]:
@@ -225,7 +239,14 @@ def _fresh_postgres(base: str) -> str:
 
 @dataclass(frozen=True)
 class Scenario:
-    """One load shape. ``kind``: burst, paced or idle."""
+    """One load shape. ``kind``: burst, paced, storm, idle or team-day.
+
+    ``reads``: how Kaiwa's clients acknowledge what they receive (None: they
+    only listen; "page": as the room page does; "each": one ``read`` per
+    message). The tutorial and raw targets know no ``read`` frame and only
+    listen. ``restart``: a storm also restarts the server (SIGTERM) and
+    measures every client resuming at once.
+    """
 
     name: str
     kind: str
@@ -234,57 +255,76 @@ class Scenario:
     messages: int = 20  # per room (burst) or per second (paced)
     seconds: float = 5.0
     description: str = ""
+    reads: str | None = None
+    restart: bool = False
 
     @property
     def clients(self) -> int:
         return self.rooms * self.members
 
 
+TEAM_DAY = loadgen.TeamDay()
+
 SCENARIOS = {
     s.name: s
     for s in [
         Scenario(
-            "burst-100", "burst", 1, 100, 20, description="one room of 100, 20 messages at once"
+            "burst-500", "burst", 1, 500, 20,
+            description="one room of 500 distinct users, 20 messages at once; clients only listen",
         ),
         Scenario(
-            "burst-500", "burst", 1, 500, 20, description="one room of 500, 20 messages at once"
+            "read-500", "burst", 1, 500, 20, reads="page",
+            description="burst-500 with every client acknowledging with `read` as the page does "
+            "(at most once a second)",
+        ),
+        Scenario(
+            "read-each-500", "burst", 1, 500, 20, reads="each",
+            description="burst-500 with one `read` per message per client (a naive bot, "
+            "the version-1 page)",
+        ),
+        Scenario(
+            "storm-5000", "storm", 500, 10, restart=True,
+            description="5,000 distinct users in 500 rooms connect at once; then the server "
+            "is restarted (SIGTERM) and all resume at once with `after=`",
+        ),
+        Scenario(
+            "team-day", "team-day", TEAM_DAY.rooms, seconds=TEAM_DAY.seconds,
+            description=f"{TEAM_DAY.users:,} users in {TEAM_DAY.rooms} rooms of Zipf sizes "
+            f"({TEAM_DAY.largest} down to {TEAM_DAY.smallest}), one socket per membership, "
+            f"a post per member every {TEAM_DAY.post_every_s:g} s per room, page-like reads, "
+            f"{TEAM_DAY.churn_per_s:.1%} of sockets leaving and resuming each second, "
+            f"{TEAM_DAY.seconds:g} s",
+        ),
+        Scenario(
+            "idle-5000", "idle", 1, 5000,
+            description="5,000 idle connections of distinct users on a freshly started "
+            "server: memory per connection",
+        ),
+        Scenario(
+            "burst-100", "burst", 1, 100, 20, description="one room of 100, 20 messages at once"
         ),
         Scenario(
             "burst-2000", "burst", 1, 2000, 10, description="one room of 2,000, 10 messages at once"
         ),
         Scenario(
-            "rooms-100x10",
-            "burst",
-            100,
-            10,
-            10,
+            "rooms-100x10", "burst", 100, 10, 10,
             description="100 rooms of 10, every member sends once (write-heavy)",
         ),
         Scenario(
-            "paced-20k",
-            "paced",
-            1,
-            500,
-            40,
-            5.0,
+            "paced-20k", "paced", 1, 500, 40, 5.0,
             description="one room of 500, 40 messages/s for 5 s = 20,000 deliveries/s",
         ),
-        Scenario(
-            "storm-1000",
-            "storm",
-            1,
-            1000,
-            description="1,000 clients connecting at the same instant (connect storm)",
-        ),
-        Scenario(
-            "idle-10000",
-            "idle",
-            1,
-            10000,
-            description="10,000 idle connections: server memory per connection",
-        ),
     ]
-}
+}  # fmt: skip
+# What `kaiwa bench` runs without --scenarios: the realistic loads first.
+DEFAULT_SCENARIOS = [
+    "burst-500",
+    "read-500",
+    "read-each-500",
+    "storm-5000",
+    "team-day",
+    "idle-5000",
+]
 ROOM_SIZE_SCENARIOS = ["burst-100", "burst-500", "burst-2000"]
 
 
@@ -323,30 +363,47 @@ class Profiler:
 PROFILER = Profiler(None)
 
 
+def _clients(scenario: Scenario) -> int:
+    if scenario.kind == "team-day":
+        return TEAM_DAY.users
+    return scenario.clients
+
+
 async def run_scenario(target: Target, scenario: Scenario, round_no: int) -> dict[str, float]:
-    tokens = target.ensure_tokens(scenario.clients)
+    tokens = target.ensure_tokens(_clients(scenario))
     rooms = [
         f"b{round_no}_{scenario.name.replace('-', '_')}_{r}_{uuid.uuid4().hex[:6]}"
         for r in range(scenario.rooms)
     ]
     urls = [target.url(r) for r in rooms]
-    ready = target.name.startswith("kaiwa")
+    ready = target.is_kaiwa
+    reads = scenario.reads if target.is_kaiwa else None
     on_start = PROFILER.starter(target, scenario)
     if scenario.kind == "burst":
         result = await loadgen.run_burst(
-            urls, scenario.members, scenario.messages, tokens, ready, on_start=on_start
-        )
+            urls, scenario.members, scenario.messages, tokens, ready, on_start=on_start,
+            reads=reads,
+        )  # fmt: skip
         PROFILER.stop()
     elif scenario.kind == "paced":
         result = await loadgen.run_paced(
-            urls[0], scenario.members, scenario.messages, scenario.seconds, tokens, ready, on_start
-        )
+            urls[0], scenario.members, scenario.messages, scenario.seconds, tokens, ready, on_start,
+            reads,
+        )  # fmt: skip
         PROFILER.stop()
     elif scenario.kind == "storm":
-        result = await loadgen.run_idle(
-            urls[0], scenario.members, tokens, ready, target.rss, batch_size=scenario.members
-        )
+        restart = partial(asyncio.to_thread, target.restart) if scenario.restart else None
+        on_start()
+        result = await loadgen.run_storm(urls, scenario.members, tokens, ready, restart)
+        PROFILER.stop()
+    elif scenario.kind == "team-day":
+        result = await loadgen.run_team_day(urls.__getitem__, TEAM_DAY, tokens, ready, on_start)
+        PROFILER.stop()
     else:
+        # Memory per connection is only meaningful on a fresh process: a heap
+        # grown by an earlier scenario absorbs new sockets without growing.
+        await asyncio.to_thread(target.restart)
+        await asyncio.sleep(1.0)
         result = await loadgen.run_idle(urls[0], scenario.members, tokens, ready, target.rss)
     result["server_rss_mb"] = target.rss() / 2**20
     return result
@@ -378,6 +435,17 @@ async def run_all(
 
 
 def _brief(r: dict[str, float]) -> str:
+    if "storm_connections" in r:
+        text = (
+            f"storm: {int(r['storm_connections'])} ready, {int(r['storm_failures'])} failed, "
+            f"all in {r['storm_all_ready_s']:.1f} s, p99 {r['storm_p99_ms']:.0f} ms"
+        )
+        if "resume_connections" in r:
+            text += (
+                f"; resume: {int(r['resume_connections'])} ready, {int(r['resume_failures'])} "
+                f"failed, all in {r['resume_all_ready_s']:.1f} s, p99 {r['resume_p99_ms']:.0f} ms"
+            )
+        return text
     if "bytes_per_connection" in r:
         return (
             f"{int(r['connections'])} conns, {r['bytes_per_connection'] / 1024:.1f} KiB/conn, "
@@ -402,7 +470,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="kaiwa bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated")
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(DEFAULT_SCENARIOS),
+        help=f"comma-separated, of: {', '.join(SCENARIOS)}",
+    )
     parser.add_argument("--targets", default="kaiwa,kaiwa-pg,tutorial,raw", help="comma-separated")
     parser.add_argument(
         "--redis", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -12,15 +12,17 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db import Error as DatabaseError
 
-from . import frames, limits, selectors, services
+from kaiwa.accounts.middleware import BEARER_TOKEN_KEY
+
+from . import db, fanout, frames, limits, selectors, services
 from .errors import ChatError, Unavailable
-from .fanout import RAW_SEND_KEY, Outbox, OutboxOverflow, get_hub
+from .fanout import RAW_SEND_KEY, Outbox, OutboxOverflow, RoomFeed, get_hub
 from .models import Room
+from .reads import get_read_positions
 from .writer import get_writer
 
 logger = logging.getLogger(__name__)
@@ -64,10 +66,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.socket_id = uuid.uuid4().hex
         self.room: Room | None = None
+        self.feed: RoomFeed | None = None
         self.user: Any = None
+        self.username = ""
         self.ready = False
         self.closing = False
         self.last_seq = 0
+        self.read_seq = 0  # the user's read position as this socket knows it
         self.early: list[tuple[int, str]] = []
         self.outbox = Outbox(
             self.scope.get(RAW_SEND_KEY, self.base_send),
@@ -77,20 +82,24 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.socket_slot: int | None = None  # user id whose per-user socket slot we hold
         self.sender_limit = limits.SenderLimit(f"guest:{self.socket_id}")
         await self.accept()
+        slug = self.scope["url_route"]["kwargs"]["room"]
         try:  # a bad room name is refused first, whoever asks (PROTOCOL.md 1)
-            services.room_slug_check(slug=self.scope["url_route"]["kwargs"]["room"])
+            services.room_slug_check(slug=slug)
+            await self._admit(slug)
         except ChatError as exc:
             await self._close(exc.close_code)
             return
-        if not self._authenticate():
-            await self._close(CLOSE_UNAUTHENTICATED)
+        except Exception:
+            logger.exception("join failed")
+            await self._send_now(frames.error_frame("unavailable", Unavailable().detail))
+            await self._close(Unavailable.close_code)
             return
         if not self._take_socket_slot():
             self.closing = True
             await self.close(limits.CLOSE_TOO_MANY, reason="too many connections")
             return
         try:
-            await self._join()
+            await self._join(slug)
         except ChatError as exc:
             await self._close(exc.close_code)
         except Exception:
@@ -98,16 +107,23 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self._send_now(frames.error_frame("unavailable", Unavailable().detail))
             await self._close(Unavailable.close_code)
 
-    def _authenticate(self) -> bool:
-        user = self.scope.get("user")
-        if user is not None and user.is_authenticated:
-            self.user = user
-            self.username = user.username
-            return True
-        if settings.KAIWA_ALLOW_GUESTS:
+    async def _admit(self, slug: str) -> None:
+        """Authenticate and admit to the room in one database call (4401, 4403, 4404)."""
+        user = self.scope.get("user")  # set when the stack resolved it already
+        self.user, room = await db.run_read(
+            services.room_join_socket,
+            user=user if user is not None and user.is_authenticated else None,
+            session=self.scope.get("session"),
+            token=self.scope.get(BEARER_TOKEN_KEY),
+            slug=slug,
+        )
+        self.room = room
+        if self.user is not None:
+            self.scope["user"] = self.user
+            self.username = self.user.username
+            self.read_seq = room.read_seq or 0
+        else:
             self.username = f"guest-{secrets.token_hex(4)}"
-            return True
-        return False
 
     def _take_socket_slot(self) -> bool:
         """Count this socket against its user's cap (kaiwa.chat.limits); False when full."""
@@ -119,12 +135,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.sender_limit = limits.SenderLimit(f"user:{self.user.pk}")
         return True
 
-    async def _join(self) -> None:
-        slug = self.scope["url_route"]["kwargs"]["room"]
+    async def _join(self, slug: str) -> None:
         after, after_ok = parse_after(self.scope.get("query_string", b""))
-        self.room = await database_sync_to_async(services.room_join)(user=self.user, slug=slug)
         hub = get_hub()
-        await hub.join_room(slug, self)
+        self.feed = await hub.join_room(slug, self)
         if self.user is not None:
             await hub.join_user(self.user.pk, self)
         if not after_ok:
@@ -133,17 +147,27 @@ class ChatConsumer(AsyncWebsocketConsumer):
                     "bad_request", "'after' must be a non-negative integer; ignored."
                 )
             )
-        backlog = await database_sync_to_async(selectors.message_backlog)(
-            room=self.room, after=after
+        backlog = self.feed.backlog(
+            after, settings.KAIWA_BACKLOG_MESSAGES, settings.KAIWA_RESUME_LIMIT
         )
-        await self._send_backlog(slug, backlog)
+        if backlog is None:  # older than the feed's memory: the database answers
+            assert self.room is not None
+            stored = await db.run_read(selectors.message_backlog, room=self.room, after=after)
+            backlog = (
+                [frames.message_frame(m, slug) for m in stored.messages],
+                stored.reset_seq,
+                stored.latest_seq,
+            )
+        await self._send_backlog(slug, *backlog)
 
-    async def _send_backlog(self, slug: str, backlog: selectors.Backlog) -> None:
-        if backlog.reset_seq is not None:
-            await self._send_now(frames.encode({"type": "reset", "seq": backlog.reset_seq}))
-        for message in backlog.messages:
-            await self._send_now(frames.message_frame(message, slug))
-        self.last_seq = backlog.latest_seq
+    async def _send_backlog(
+        self, slug: str, messages: list[str], reset_seq: int | None, latest_seq: int
+    ) -> None:
+        if reset_seq is not None:
+            await self._send_now(frames.encode({"type": "reset", "seq": reset_seq}))
+        for frame in messages:
+            await self._send_now(frame)
+        self.last_seq = latest_seq
         ready = {"type": "ready", "room": slug, "seq": self.last_seq, "username": self.username}
         await self._send_now(frames.encode(ready))
         self.ready = True
@@ -241,11 +265,18 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self._queue(frames.message_frame(message, post.room.slug))
 
     async def _read(self, data: dict[str, Any]) -> None:
+        """Note the read position in memory (stored within a second, see
+        kaiwa.chat.reads) and tell the user's other sockets now."""
         if self.user is None:
             raise ChatError("Guests have no read position.", code="bad_frame")
-        await database_sync_to_async(services.membership_read)(
-            room=self.room, user=self.user, seq=data.get("seq"), origin=self.socket_id
-        )
+        assert self.room is not None
+        # Never past what this socket was sent: that would hide unsent messages.
+        seq = min(services.read_seq_check(seq=data.get("seq")), self.last_seq)
+        if seq <= self.read_seq:
+            return  # a position never moves back
+        self.read_seq = seq
+        get_read_positions().note(self.room.pk, self.user.pk, seq)
+        fanout.publish_read(self.user.pk, self.room.slug, seq, self.socket_id)
 
     # --- plumbing ---------------------------------------------------------------
 
@@ -268,11 +299,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
             limits.user_socket_release(self.socket_slot)
             self.socket_slot = None
         self.outbox.close()
-        if self.room is not None:
+        if self.feed is not None and self.room is not None:
             hub = get_hub()
             await hub.leave_room(self.room.slug, self)
             if self.user is not None:
                 await hub.leave_user(self.user.pk, self)
+        if self.room is not None and self.user is not None:
+            positions = get_read_positions()
+            if (self.room.pk, self.user.pk) in positions.pending:
+                # Stored before the close completes (a SIGTERM shutdown waits).
+                await positions.flush()
 
 
 class NoRouteConsumer(AsyncWebsocketConsumer):

@@ -48,3 +48,11 @@ class Unavailable(ChatError):
     code = "unavailable"
     close_code = 1013  # try again later (RFC 6455 section 7.4.1)
     http_status = 503
+
+
+class NotAuthenticated(ChatError):
+    """No valid session or token, and guests are off."""
+
+    code = "unauthenticated"
+    close_code = 4401
+    http_status = 401

@@ -26,6 +26,13 @@ Invariants (PROTOCOL.md section 4):
 3. Bounded memory: each socket's ``Outbox`` holds at most
    KAIWA_OUTBOUND_MAX_MESSAGES frames and KAIWA_OUTBOUND_MAX_BYTES bytes;
    on overflow the socket is closed with 4408 and resumes with ``after=``.
+   Each feed keeps its last KAIWA_FEED_MEMORY_MESSAGES frames.
+4. Backlogs from memory: a feed's ``recent`` frames are exactly the room's
+   stored messages with seq in (``floor``, ``hwm``], in order (loaded with
+   the feed's starting seq in one database call, then appended as delivered;
+   a row deleted from the database is dropped from every process's feed by
+   ``publish_forget``). A join or resume that this window answers costs no
+   query (``RoomFeed.backlog``); any other falls back to the database.
 """
 
 from __future__ import annotations
@@ -38,15 +45,15 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 from asgiref.sync import async_to_sync
-from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 
-from . import frames
+from . import db, frames
 
 logger = logging.getLogger(__name__)
 
 ROOM_MESSAGE = "room.message"
+ROOM_FORGET = "room.forget"
 # Scope key of the server's own ASGI send: fan-out frames skip the middleware
 # wrappers (Channels' session middleware inspects every message it forwards).
 RAW_SEND_KEY = "kaiwa.raw_send"
@@ -180,12 +187,67 @@ class RoomFeed:
         self.known_seq = 0  # highest seq known to be committed (from the database)
         self.ready = asyncio.Event()
         self._gap_task: asyncio.Task[None] | None = None
+        # Invariant 4: every stored message with floor < seq <= hwm, in order.
+        self.recent: deque[tuple[int, str]] = deque()
+        self.recent_max = settings.KAIWA_FEED_MEMORY_MESSAGES
+        self.floor = 0
 
-    def start(self, hwm: int) -> None:
-        """Open the feed at the room's current ``seq`` and flush what arrived meanwhile."""
+    def start(self, hwm: int, recent: list[tuple[int, str]] | None = None) -> None:
+        """Open the feed at the room's current ``seq`` and flush what arrived meanwhile.
+
+        ``recent``: the room's last messages as ``(seq, frame)``, ascending,
+        all with seq <= ``hwm`` (at most KAIWA_FEED_MEMORY_MESSAGES); None
+        when unknown.
+        """
         self.hwm = hwm
+        if recent is None:
+            self.floor = hwm
+        else:
+            self.recent.extend(recent[-self.recent_max :] if self.recent_max else [])
+            # Fewer rows than asked for: the room holds no older message.
+            complete = len(recent) < self.recent_max
+            self.floor = 0 if complete else (self.recent[0][0] - 1 if self.recent else hwm)
         self.ready.set()
         self._advance()
+
+    def _remember(self, seq: int, frame: str) -> None:
+        if not self.recent_max:
+            self.floor = seq
+            return
+        if len(self.recent) >= self.recent_max:
+            self.floor = self.recent.popleft()[0]
+        self.recent.append((seq, frame))
+
+    def forget(self, seq: int) -> None:
+        """Drop message ``seq`` from ``recent`` (its row was deleted)."""
+        if any(s == seq for s, _ in self.recent):
+            self.recent = deque((s, f) for s, f in self.recent if s != seq)
+
+    def backlog(
+        self, after: int | None, count: int, resume_limit: int
+    ) -> tuple[list[str], int | None, int] | None:
+        """What a socket joining now is sent before ``ready``, from memory.
+
+        Mirrors ``selectors.message_backlog`` at seq ``hwm``: without
+        ``after``, the last ``count`` messages; with it, every message after
+        ``after``, or a reset when more than ``resume_limit`` are missing.
+        Returns ``(frames, reset_seq, latest_seq)``, or None when memory
+        cannot answer (the caller reads the database).
+        """
+        if self.hwm is None:
+            return None
+        latest = self.hwm
+        if after is None:
+            if len(self.recent) < count and self.floor > 0:
+                return None
+            return [f for _, f in list(self.recent)[-count:]] if count else [], None, latest
+        if after > latest:
+            return None  # maybe committed, not yet here: the database knows
+        if latest - after > resume_limit:
+            return [], latest, latest
+        if after < self.floor:
+            return None
+        return [f for s, f in self.recent if s > after], None, latest
 
     def offer(self, seq: int, frame: str) -> None:
         """Take message ``seq`` from any source; delivers in seq order (invariant 2)."""
@@ -208,6 +270,7 @@ class RoomFeed:
         while self.hwm + 1 in pending:
             self.hwm += 1
             frame = pending.pop(self.hwm)
+            self._remember(self.hwm, frame)
             for subscriber in tuple(self.subscribers):
                 subscriber.deliver(self.hwm, frame)
         for stale in [s for s in pending if s <= self.hwm]:
@@ -234,8 +297,8 @@ class RoomFeed:
             await asyncio.sleep(settings.KAIWA_GAP_GRACE_SECONDS)
             while self.hwm is not None and (before := self._missing_before()) is not None:
                 try:
-                    rows = await database_sync_to_async(message_range)(
-                        room_slug=self.slug, after=self.hwm, before=before
+                    rows = await db.run_read(
+                        message_range, room_slug=self.slug, after=self.hwm, before=before
                     )
                 except Exception:
                     logger.exception("gap fill of room %s failed; retrying", self.slug)
@@ -298,7 +361,7 @@ class Hub:
             if not slugs:
                 continue
             try:
-                latest = await database_sync_to_async(room_last_seqs)(slugs=slugs)
+                latest = await db.run_read(room_last_seqs, slugs=slugs)
             except Exception:
                 logger.exception("seq check failed; retrying")
                 continue
@@ -326,6 +389,10 @@ class Hub:
             feed = self.feeds.get(event["room"])
             if feed is not None:
                 feed.offer(event["seq"], event["frame"])
+        elif event.get("type") == ROOM_FORGET:
+            feed = self.feeds.get(event["room"])
+            if feed is not None:
+                feed.forget(event["seq"])
         elif event.get("type") == USER_EVENT:
             origin = event.get("origin")
             for subscriber in tuple(self.user_sockets.get(event["user"], ())):
@@ -339,10 +406,10 @@ class Hub:
 
         Returns the feed, already started: its next delivery is the seq after
         the room's latest committed one at the time it opened. Raises the
-        database or channel-layer error when the feed cannot open.
+        database or channel-layer error when the feed cannot open. Opening a
+        feed costs one call on the read pool (the room's seq and last
+        KAIWA_FEED_MEMORY_MESSAGES messages); joining an open one, nothing.
         """
-        from .selectors import room_last_seq
-
         feed = self.feeds.get(slug)
         if feed is None:
             async with self._lock:
@@ -352,7 +419,10 @@ class Hub:
                     self.feeds[slug] = feed
                     try:
                         await self.layer.group_add(room_group(slug), await self._channel())
-                        feed.start(await database_sync_to_async(room_last_seq)(slug=slug))
+                        # Subscribed first: nothing committed after this read is missed.
+                        feed.start(
+                            *await db.run_read(feed_snapshot, slug=slug, limit=feed.recent_max)
+                        )
                     except BaseException:
                         del self.feeds[slug]
                         feed.close()
@@ -412,6 +482,12 @@ class Hub:
             event = {"type": ROOM_MESSAGE, "room": slug, "seq": seq, "frame": frame}
             self.loop.create_task(self._group_send(room_group(slug), event))
 
+    def publish_forget(self, event: dict[str, Any]) -> None:
+        """Apply a ROOM_FORGET event here and send it to the other processes."""
+        self.dispatch(event)
+        if self.remote:
+            self.loop.create_task(self._group_send(room_group(event["room"]), event))
+
     def publish_user(self, event: dict[str, Any]) -> None:
         """Send a USER_EVENT to every socket of its user in every process but its origin."""
         if self.remote:
@@ -432,6 +508,16 @@ class Hub:
                 task.cancel()
         for feed in self.feeds.values():
             feed.close()
+
+
+def feed_snapshot(*, slug: str, limit: int) -> tuple[int, list[tuple[int, str]]]:
+    """The room's latest seq and its last ``limit`` messages as encoded
+    ``(seq, frame)``, ascending (runs on a database thread). Raises
+    RoomNotFound for an unknown room."""
+    from .selectors import room_snapshot
+
+    latest, rows = room_snapshot(slug=slug, limit=limit)
+    return latest, [(m.seq, frames.message_frame(m, slug)) for m in rows]
 
 
 _hub: Hub | None = None
@@ -485,6 +571,13 @@ def publish_message(message: Any, room_slug: str) -> None:
         room_group(room_slug),
         {"type": ROOM_MESSAGE, "room": room_slug, "seq": seq, "frame": frame},
     )
+
+
+def publish_forget(room_slug: str, seq: int) -> None:
+    """Tell every process that message ``seq`` of ``room_slug`` is no longer
+    stored (its row was deleted), so that no feed serves it from memory."""
+    event = {"type": ROOM_FORGET, "room": room_slug, "seq": seq}
+    _publish(lambda hub: hub.publish_forget(event), room_group(room_slug), event)
 
 
 def publish_read(user_id: int, room_slug: str, seq: int, origin: str | None = None) -> None:

@@ -25,6 +25,8 @@ class Room(models.Model):
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="rooms"
     )
+    # Not a column: the joining user's read position, set by services.room_join.
+    read_seq: int | None = None
 
     class Meta:
         ordering = ["slug"]

@@ -93,6 +93,19 @@ def room_last_seq(*, slug: str) -> int:
     return seq
 
 
+def room_snapshot(*, slug: str, limit: int) -> tuple[int, list[Message]]:
+    """The room's latest seq and its last ``limit`` messages with seq <= it,
+    ascending. Two queries. Raises RoomNotFound for an unknown room."""
+    row = Room.objects.filter(slug=slug).values_list("pk", "last_seq").first()
+    if row is None:
+        raise RoomNotFound("No such room.")
+    room_id, latest = row
+    if limit <= 0:
+        return latest, []
+    rows = Message.objects.filter(room_id=room_id, seq__lte=latest).order_by("-seq")[:limit]
+    return latest, list(reversed(rows))
+
+
 def room_last_seqs(*, slugs: list[str]) -> dict[str, int]:
     """``{slug: last_seq}`` of the rooms named in ``slugs`` (unknown ones left out)."""
     return dict(Room.objects.filter(slug__in=slugs).values_list("slug", "last_seq"))

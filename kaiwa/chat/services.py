@@ -12,12 +12,13 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q
+from django.db.models import OuterRef, Q, Subquery
 
+from kaiwa.accounts.selectors import socket_user_get
 from kaiwa.notifications import services as notifications
 
 from . import fanout
-from .errors import MessageInvalid, RoomForbidden, RoomNotFound
+from .errors import MessageInvalid, NotAuthenticated, RoomForbidden, RoomNotFound
 from .models import Membership, Message, Room, room_slug_validator
 
 DM_PREFIX = "dm-"
@@ -36,25 +37,60 @@ def room_join(*, user: Any, slug: str) -> Room:
     """Admit ``user`` (a User, or None for a guest) to the room ``slug``.
 
     A public room is created on first join, as in the Channels tutorial, and
-    a signed-in user becomes a member. Returns the Room.
+    a signed-in user becomes a member. Returns the Room, with ``read_seq``
+    set to the user's stored read position (0 for a guest).
 
     Raises RoomNotFound for a bad name, and RoomForbidden for a private room
-    ``user`` is not a member of and for any unknown ``dm-`` room.
+    ``user`` is not a member of and for any unknown ``dm-`` room. One query
+    when the room exists and the user is already a member; two more the first
+    time (creating the room, the membership).
     """
     room_slug_check(slug=slug)
-    room = Room.objects.filter(slug=slug).first()
+    room = _room_with_read_seq(slug=slug, user=user)
     if room is None:
         if slug.startswith(DM_PREFIX):
             # DM names are predictable: answer as for an existing private room,
             # so that a stranger cannot tell which pairs of users have one.
             raise RoomForbidden("This room is private.")
         room = _room_create_public(slug=slug)
-    if room.private:
-        if user is None or not Membership.objects.filter(room=room, user=user).exists():
-            raise RoomForbidden("This room is private.")
-    elif user is not None:
-        Membership.objects.get_or_create(room=room, user=user)
+        room.read_seq = None
+    if room.private and room.read_seq is None:
+        raise RoomForbidden("This room is private.")
+    if user is not None and room.read_seq is None:
+        # One INSERT ... ON CONFLICT DO NOTHING: a concurrent join is no error.
+        Membership.objects.bulk_create([Membership(room=room, user=user)], ignore_conflicts=True)
+    room.read_seq = room.read_seq or 0
     return room
+
+
+def _room_with_read_seq(*, slug: str, user: Any) -> Room | None:
+    """The room ``slug`` with ``read_seq``: ``user``'s read position, None
+    when he is not a member (always None for a guest). One query."""
+    rooms = Room.objects.filter(slug=slug)
+    if user is None:
+        room = rooms.first()
+        if room is not None:
+            room.read_seq = None
+        return room
+    position = Membership.objects.filter(room=OuterRef("pk"), user=user).values("last_read_seq")
+    return rooms.annotate(read_seq=Subquery(position[:1])).first()
+
+
+def room_join_socket(*, user: Any, session: Any, token: str | None, slug: str) -> tuple[Any, Room]:
+    """Authenticate a WebSocket handshake and admit it to the room ``slug``,
+    in one call on one database thread.
+
+    ``user``: an already authenticated user (None to authenticate here from
+    the scope's ``session`` or Bearer ``token``, see
+    ``kaiwa.accounts.selectors.socket_user_get``). Returns ``(user, room)``,
+    ``user`` None for a guest. Raises NotAuthenticated (close 4401) when no
+    credential is valid and guests are off, and what ``room_join`` raises.
+    """
+    if user is None:
+        user = socket_user_get(session=session, token=token)
+    if user is None and not settings.KAIWA_ALLOW_GUESTS:
+        raise NotAuthenticated("Log in, or send a Bearer token.")
+    return user, room_join(user=user, slug=slug)
 
 
 def _room_create_public(*, slug: str) -> Room:
@@ -225,16 +261,23 @@ def _room_seqs_advance(counts: dict[int, int]) -> dict[int, int]:
         return dict(cursor.fetchall())
 
 
+def read_seq_check(*, seq: Any) -> int:
+    """Return ``seq`` if it is a non-negative int; raises MessageInvalid."""
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+        raise MessageInvalid("'seq' must be a non-negative integer.")
+    return seq
+
+
 def membership_read(*, room: Room, user: Any, seq: Any, origin: str | None = None) -> int:
     """Move ``user``'s read position in ``room`` up to ``seq`` (it never moves back).
 
     Tells the user's connections but ``origin`` (a socket id) with a ``read``
-    frame on commit.
+    frame on commit. The REST call uses it; sockets merge their ``read``
+    frames in memory instead (``kaiwa.chat.reads``).
     Returns the stored position. Raises MessageInvalid when ``seq`` is not a
     non-negative int, RoomForbidden when ``user`` is not a member.
     """
-    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
-        raise MessageInvalid("'seq' must be a non-negative integer.")
+    seq = read_seq_check(seq=seq)
     with transaction.atomic():
         # A position past the last message would hide messages not yet sent.
         seq = min(seq, Room.objects.values_list("last_seq", flat=True).get(pk=room.pk))
@@ -246,6 +289,32 @@ def membership_read(*, room: Room, user: Any, seq: Any, origin: str | None = Non
             membership.save(update_fields=["last_read_seq"])
             transaction.on_commit(partial(fanout.publish_read, user.pk, room.slug, seq, origin))
         return membership.last_read_seq
+
+
+READ_BATCH_ROWS = 5000  # positions per statement: 3 parameters each, under SQLite's 32,766
+
+
+def membership_read_batch(*, positions: dict[tuple[int, int], int]) -> None:
+    """Store many read positions at once: ``{(room id, user id): seq}``.
+
+    A position only moves up (a lower ``seq`` than the stored one changes
+    nothing); unknown memberships are ignored. One ``UPDATE ... FROM`` per
+    READ_BATCH_ROWS positions (PostgreSQL, SQLite 3.33+), in one
+    transaction. Database errors propagate.
+    """
+    table = connection.ops.quote_name(Membership._meta.db_table)
+    items = [(room_id, user_id, seq) for (room_id, user_id), seq in positions.items()]
+    with transaction.atomic(), connection.cursor() as cursor:
+        for start in range(0, len(items), READ_BATCH_ROWS):
+            chunk = items[start : start + READ_BATCH_ROWS]
+            values = ", ".join(["(%s, %s, %s)"] * len(chunk))
+            cursor.execute(
+                f"WITH v(room_id, user_id, seq) AS (VALUES {values}) "
+                f"UPDATE {table} SET last_read_seq = v.seq FROM v "
+                f"WHERE {table}.room_id = v.room_id AND {table}.user_id = v.user_id "
+                f"AND {table}.last_read_seq < v.seq",
+                [value for row in chunk for value in row],
+            )
 
 
 def dm_open(*, user: Any, other_username: Any) -> tuple[Room, bool]:

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from functools import partial
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.db import IntegrityError
 
-from . import services
+from . import db, services
 from .models import Message
 
 logger = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ class MessageWriter:
             self.task = None
 
     async def _store(self, batch: list[tuple[services.Post, asyncio.Future[Any]]]) -> None:
-        store = database_sync_to_async(services.message_create_batch)
+        store = partial(db.run_write, services.message_create_batch)
         try:
             results = await store(posts=[post for post, _ in batch])
         except IntegrityError:

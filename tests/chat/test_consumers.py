@@ -8,8 +8,8 @@ from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser
 
-from kaiwa.chat import fanout
-from kaiwa.chat.models import Message, Room
+from kaiwa.chat import fanout, selectors
+from kaiwa.chat.models import Membership, Message, Room
 from kaiwa.chat.routing import websocket_urlpatterns
 from tests.factories import MembershipFactory, RoomFactory, UserFactory
 
@@ -292,3 +292,60 @@ async def test_a_lost_last_broadcast_is_filled_without_a_later_message(
 async def test_a_bad_room_name_is_refused_before_authentication():
     communicator = await connect(AnonymousUser(), "/ws/chat/a%20b/")
     assert await close_code(communicator) == 4404
+
+
+async def test_joins_to_an_open_feed_get_their_backlog_from_memory(users, monkeypatch):
+    alice, bob = users
+    a = await connect(alice)
+    await receive_until_ready(a)
+    for i in range(3):
+        await a.send_json_to({"message": f"m{i}"})
+        await a.receive_json_from(timeout=5)
+
+    def no_database(**kwargs):
+        raise AssertionError("the feed's memory should have answered")
+
+    monkeypatch.setattr(selectors, "message_backlog", no_database)
+    fresh, resumed = await connect(bob), await connect(bob, "/ws/chat/lobby/?after=1")
+    assert [f.get("message") for f in await receive_until_ready(fresh)] == ["m0", "m1", "m2", None]
+    assert [f.get("seq") for f in await receive_until_ready(resumed)] == [2, 3, 3]
+    for communicator in (a, fresh, resumed):
+        await communicator.disconnect()
+
+
+async def test_a_message_deleted_from_the_database_is_not_served_from_memory(users):
+    alice, bob = users
+    a = await connect(alice)
+    await receive_until_ready(a)
+    for text in ("keep", "secret"):
+        await a.send_json_to({"message": text})
+        await a.receive_json_from(timeout=5)
+    await database_sync_to_async(Message.objects.filter(text="secret").delete)()
+    await asyncio.sleep(0.1)  # the forget event runs on the hub's loop
+    joined = await connect(bob)
+    assert [f.get("message") for f in await receive_until_ready(joined)] == ["keep", None]
+    for communicator in (a, joined):
+        await communicator.disconnect()
+
+
+async def test_read_positions_are_stored_and_never_past_what_was_sent(users, settings):
+    settings.KAIWA_READ_FLUSH_SECONDS = 0.05
+    alice, bob = users
+    a, b = await connect(alice), await connect(bob)
+    for communicator in (a, b):
+        await receive_until_ready(communicator)
+    await a.send_json_to({"message": "m"})
+    for communicator in (a, b):
+        await communicator.receive_json_from(timeout=5)
+    await b.send_json_to({"type": "read", "seq": 99})  # only seq 1 was sent to b
+    await a.send_json_to({"type": "read", "seq": 1})
+    await asyncio.sleep(0.5)
+
+    def positions():
+        return dict(Membership.objects.values_list("user__username", "last_read_seq"))
+
+    assert await database_sync_to_async(positions)() == {"alice": 1, "bob": 1}
+    await b.send_json_to({"type": "read", "seq": 0})  # never moves back
+    await b.disconnect()  # a closing socket stores what is pending
+    assert await database_sync_to_async(positions)() == {"alice": 1, "bob": 1}
+    await a.disconnect()

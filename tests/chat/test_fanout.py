@@ -123,3 +123,56 @@ async def test_raw_send_middleware_puts_the_servers_send_in_the_scope():
 
     await fanout.RawSendMiddleware(app)({"type": "websocket"}, None, send)
     assert seen[fanout.RAW_SEND_KEY] is send
+
+
+# --- the feed's memory of recent frames (invariant 4) ----------------------------------
+
+
+def started_feed(settings, memory, hwm, recent):
+    settings.KAIWA_FEED_MEMORY_MESSAGES = memory
+    settings.KAIWA_GAP_GRACE_SECONDS = 30
+    feed = RoomFeed(slug="r")
+    feed.start(hwm, [(seq, f"f{seq}") for seq in recent])
+    return feed
+
+
+async def test_feed_memory_answers_joins_and_resumes_it_covers(settings):
+    feed = started_feed(settings, memory=5, hwm=10, recent=[6, 7, 8, 9, 10])
+    assert feed.floor == 5
+    assert feed.backlog(None, 3, 1000) == (["f8", "f9", "f10"], None, 10)
+    assert feed.backlog(7, 50, 1000) == (["f8", "f9", "f10"], None, 10)
+    assert feed.backlog(5, 50, 1000) == (["f6", "f7", "f8", "f9", "f10"], None, 10)
+    assert feed.backlog(10, 50, 1000) == ([], None, 10)
+    assert feed.backlog(4, 50, 1000) is None  # older than memory: the database answers
+    assert feed.backlog(None, 6, 1000) is None
+    assert feed.backlog(11, 50, 1000) is None  # ahead of this process: the database knows
+    assert feed.backlog(2, 50, 3) == ([], 10, 10)  # over the resume limit: reset
+    feed.close()
+
+
+async def test_feed_memory_of_a_short_room_holds_all_of_it(settings):
+    feed = started_feed(settings, memory=5, hwm=2, recent=[1, 2])
+    assert feed.floor == 0
+    assert feed.backlog(None, 50, 1000) == (["f1", "f2"], None, 2)
+    assert feed.backlog(0, 50, 1000) == (["f1", "f2"], None, 2)
+    feed.close()
+
+
+async def test_feed_memory_slides_with_deliveries_and_forgets_deleted_rows(settings):
+    feed = started_feed(settings, memory=3, hwm=3, recent=[1, 2, 3])
+    feed.offer(4, "f4")
+    feed.offer(5, "f5")
+    assert [s for s, _ in feed.recent] == [3, 4, 5] and feed.floor == 2
+    assert feed.backlog(1, 50, 1000) is None
+    feed.forget(4)
+    assert feed.backlog(2, 50, 1000) == (["f3", "f5"], None, 5)
+    feed.close()
+
+
+async def test_feed_without_memory_always_defers_to_the_database(settings):
+    feed = started_feed(settings, memory=0, hwm=3, recent=[])
+    feed.offer(4, "f4")
+    assert feed.backlog(None, 50, 1000) is None
+    assert feed.backlog(3, 50, 1000) is None
+    assert feed.backlog(4, 50, 1000) == ([], None, 4)
+    feed.close()

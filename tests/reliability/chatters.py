@@ -1,7 +1,9 @@
 """Chat clients that behave as PROTOCOL.md asks under faults, and check it.
 
 A ``Chatter`` is one user in one room: it posts its messages one at a time
-with ``client_id``s, each acknowledged by its own broadcast; on error
+with ``client_id``s, each acknowledged by its own broadcast, and reports
+what it has read with ``read`` frames as the room page does (at most one a
+second, READ_INTERVAL_SECONDS); on error
 ``unavailable`` it re-sends the same ``client_id`` after a backoff; when its
 connection drops it reconnects (its home server first, then the others) with
 exponential backoff and jitter, resumes with ``after=<highest seq seen>``,
@@ -26,6 +28,7 @@ from tests.e2e.wsclient import Rest, bearer
 from tests.kaiwa_process import KaiwaServer
 
 RECV_TIMEOUT = 45.0  # seconds without any frame before a chatter gives up
+READ_INTERVAL_SECONDS = 1.0  # the page's read throttle (room.js)
 
 
 @dataclass
@@ -83,6 +86,9 @@ class Chatter:
         self.close_codes: Counter[int | None] = Counter()
         self.servers_used: Counter[int] = Counter()  # port -> sessions
         self.retry_echoes = 0  # a retried message seen twice: as the retry's ack and in-stream
+        self.read_seq = 0  # highest seq reported with a read frame
+        self.read_at = 0.0  # loop time of the last read frame (s)
+        self.reads_sent = 0
 
     @property
     def last_seq(self) -> int:
@@ -153,6 +159,15 @@ class Chatter:
                     await self._send(ws)
                 continue
             self._take(frame)
+            await self._read(ws)
+
+    async def _read(self, ws: ClientConnection) -> None:
+        """Report the highest seq seen, at most once per READ_INTERVAL_SECONDS."""
+        now = asyncio.get_running_loop().time()
+        if self.last_seq > self.read_seq and now - self.read_at >= READ_INTERVAL_SECONDS:
+            self.read_seq, self.read_at = self.last_seq, now
+            self.reads_sent += 1
+            await ws.send(json.dumps({"type": "read", "seq": self.read_seq}))
 
     async def _send(self, ws: ClientConnection) -> None:
         assert self.pending is not None

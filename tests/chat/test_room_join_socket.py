@@ -1,0 +1,92 @@
+"""services.room_join_socket: a handshake's credentials and room in one call, few queries."""
+
+import pytest
+from django.contrib.sessions.backends.db import SessionStore
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from rest_framework.authtoken.models import Token
+
+from kaiwa.chat import services
+from kaiwa.chat.errors import NotAuthenticated, RoomForbidden
+from kaiwa.chat.models import Membership
+from tests.factories import MembershipFactory, RoomFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def login_session(client, user):
+    client.force_login(user)
+    return SessionStore(session_key=client.cookies["sessionid"].value)
+
+
+def test_a_token_join_costs_two_queries_once_a_member(alice):
+    token = Token.objects.create(user=alice)
+    services.room_join_socket(user=None, session=None, token=token.key, slug="lobby")
+    with CaptureQueriesContext(connection) as queries:
+        user, room = services.room_join_socket(
+            user=None, session=None, token=token.key, slug="lobby"
+        )
+    assert (user, room.slug) == (alice, "lobby")
+    assert len(queries) == 2, [q["sql"] for q in queries]  # token+user, room+membership
+
+
+def test_a_cookie_join_costs_three_queries_once_a_member(alice, client):
+    session = login_session(client, alice)
+    services.room_join_socket(user=None, session=session, token=None, slug="lobby")
+    session = SessionStore(session_key=session.session_key)
+    with CaptureQueriesContext(connection) as queries:
+        user, _ = services.room_join_socket(user=None, session=session, token=None, slug="lobby")
+    assert user == alice
+    assert len(queries) == 3, [q["sql"] for q in queries]  # session, user, room+membership
+
+
+def test_the_session_wins_over_the_token(alice, bob, client):
+    session = login_session(client, alice)
+    token = Token.objects.create(user=bob)
+    user, _ = services.room_join_socket(user=None, session=session, token=token.key, slug="x")
+    assert user == alice
+
+
+@pytest.mark.parametrize("token", [None, "", "not-a-token"])
+def test_no_valid_credential_is_refused_with_4401(db, token):
+    with pytest.raises(NotAuthenticated) as refused:
+        services.room_join_socket(user=None, session=None, token=token, slug="lobby")
+    assert refused.value.close_code == 4401
+    assert not Membership.objects.exists()
+
+
+def test_a_session_whose_password_changed_is_refused(alice, client):
+    session = login_session(client, alice)
+    alice.set_password("a-new-password-123")
+    alice.save()
+    with pytest.raises(NotAuthenticated):
+        services.room_join_socket(user=None, session=session, token=None, slug="lobby")
+
+
+def test_an_inactive_users_token_is_refused(alice):
+    token = Token.objects.create(user=alice)
+    alice.is_active = False
+    alice.save()
+    with pytest.raises(NotAuthenticated):
+        services.room_join_socket(user=None, session=None, token=token.key, slug="lobby")
+
+
+def test_guests_join_when_enabled(db, settings):
+    settings.KAIWA_ALLOW_GUESTS = True
+    user, room = services.room_join_socket(user=None, session=None, token=None, slug="lobby")
+    assert user is None and room.read_seq == 0 and not Membership.objects.exists()
+
+
+def test_the_join_carries_the_stored_read_position(alice):
+    room = RoomFactory(slug="lobby", last_seq=9)
+    MembershipFactory(room=room, user=alice, last_read_seq=7)
+    _, joined = services.room_join_socket(user=alice, session=None, token=None, slug="lobby")
+    assert joined.read_seq == 7
+
+
+def test_private_rooms_still_refuse_strangers(alice, bob):
+    room = RoomFactory(slug="secret", private=True)
+    MembershipFactory(room=room, user=bob)
+    with pytest.raises(RoomForbidden):
+        services.room_join_socket(user=alice, session=None, token=None, slug="secret")
+    assert services.room_join_socket(user=bob, session=None, token=None, slug="secret")[1] == room
