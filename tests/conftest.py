@@ -80,13 +80,13 @@ def _fresh_channel_layers():
     """Each test gets new channel layers and a new fan-out hub."""
     from channels.layers import channel_layers
 
-    from kaiwa.chat import fanout, reads, writer
+    from kaiwa.chat import fanout, joins, reads, writer
 
     channel_layers.backends.clear()
-    fanout._hub = writer._writer = reads._positions = None
+    fanout._hub = writer._writer = reads._positions = joins._admitter = None
     yield
     channel_layers.backends.clear()
-    fanout._hub = writer._writer = reads._positions = None
+    fanout._hub = writer._writer = reads._positions = joins._admitter = None
 
 
 @pytest.fixture

@@ -86,6 +86,8 @@ class Client(WSListener):
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
+        if self.ready.is_set():  # a server without `ready`: connected is ready
+            self.ready_ns = time.perf_counter_ns()
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self.closed.set()

@@ -16,28 +16,67 @@ def _ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x"
 
 
-def _table(
+def _storm_table(per_target: dict[str, list[dict[str, float]]], targets: list[str]) -> list[str]:
+    lines = [
+        "| server | phase | ready | failures | all ready s | connects/s | p50 ms to ready | p99 ms to ready |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for t in targets:
+        for r in per_target.get(t, [])[:1]:
+            for phase, label in (("storm", "first connect"), ("resume", "after SIGTERM restart")):
+                if f"{phase}_connections" not in r:
+                    continue
+                lines.append(
+                    f"| {t} | {label} | {int(r[f'{phase}_connections']):,} | "
+                    f"{int(r[f'{phase}_failures']):,} | {r[f'{phase}_all_ready_s']:.1f} | "
+                    f"{r[f'{phase}_per_s']:,.0f} | {r[f'{phase}_p50_ms']:.0f} | "
+                    f"{r[f'{phase}_p99_ms']:.0f} |"
+                )
+    return lines
+
+
+def _idle_table(per_target: dict[str, list[dict[str, float]]], targets: list[str]) -> list[str]:
+    lines = [
+        "| server | connections | failures | connect s | RSS before (MiB) | RSS after (MiB) | KiB per connection |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for t in targets:
+        for r in per_target.get(t, [])[:1]:
+            lines.append(
+                f"| {t} | {int(r['connections']):,} | {int(r['connect_failures'])} | "
+                f"{r['connect_s']:.1f} | {r['rss_before_mb']:.0f} | {r['rss_after_mb']:.0f} | "
+                f"{r['bytes_per_connection'] / 1024:.1f} |"
+            )
+    return lines
+
+
+def _team_day_table(per_target: dict[str, list[dict[str, float]]], targets: list[str]) -> list[str]:
+    lines = [
+        "| server | sockets | posts | deliveries/s | p50 ms | p99 ms | ack p50 ms | ack p99 ms | reads sent | resumes | resume p99 ms | lost | errors | connect failures |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for t in targets:
+        rows = per_target.get(t, [])
+        if not rows:
+            continue
+        lines.append(
+            f"| {t} | {median(rows, 'sockets'):,.0f} | {median(rows, 'posts'):,.0f} | "
+            f"{median(rows, 'deliveries_per_s'):,.0f} | {median(rows, 'p50_ms'):.1f} | "
+            f"{median(rows, 'p99_ms'):.1f} | {median(rows, 'ack_p50_ms'):.1f} | "
+            f"{median(rows, 'ack_p99_ms'):.1f} | {median(rows, 'reads_sent'):,.0f} | "
+            f"{median(rows, 'resumes'):,.0f} | {median(rows, 'resume_p99_ms'):.0f} | "
+            f"{sum(int(r['lost']) for r in rows)} | {sum(int(r['errors']) for r in rows)} | "
+            f"{sum(int(r['connect_failures']) for r in rows)} |"
+        )
+    return lines
+
+
+def _burst_table(
     name: str, per_target: dict[str, list[dict[str, float]]], targets: list[str]
 ) -> list[str]:
-    if SCENARIOS[name].kind in ("idle", "storm"):
-        lines = [
-            "| server | connections | failures | connect s | RSS before (MiB) | RSS after (MiB) | KiB per connection |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-        ]
-        for t in targets:
-            rows = per_target.get(t, [])
-            if rows:
-                r = rows[0]
-                lines.append(
-                    f"| {t} | {int(r['connections']):,} | {int(r['connect_failures'])} | "
-                    f"{r['connect_s']:.1f} | "
-                    f"{r['rss_before_mb']:.0f} | {r['rss_after_mb']:.0f} | "
-                    f"{r['bytes_per_connection'] / 1024:.1f} |"
-                )
-        return lines
     lines = [
-        "| server | deliveries/s | p50 ms | p90 ms | p99 ms | max ms | lost | connect s | connect failures | RSS MiB |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| server | deliveries/s | p50 ms | p90 ms | p99 ms | max ms | lost | reads sent | connect s | connect failures | RSS MiB |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for t in targets:
         rows = per_target.get(t, [])
@@ -46,7 +85,8 @@ def _table(
         lines.append(
             f"| {t} | {median(rows, 'deliveries_per_s'):,.0f} | {median(rows, 'p50_ms'):.1f} | "
             f"{median(rows, 'p90_ms'):.1f} | {median(rows, 'p99_ms'):.1f} | {median(rows, 'max_ms'):.1f} | "
-            f"{sum(int(r['lost']) for r in rows)} | {median(rows, 'connect_s'):.2f} | "
+            f"{sum(int(r['lost']) for r in rows)} | {median(rows, 'reads_sent'):,.0f} | "
+            f"{median(rows, 'connect_s'):.2f} | "
             f"{sum(int(r['connect_failures']) for r in rows)} | {median(rows, 'server_rss_mb'):.0f} |"
         )
     rate = {
@@ -67,6 +107,38 @@ def _table(
         )
     if ratios:
         lines += ["", "Ratios of deliveries/s (medians): " + "; ".join(ratios) + "."]
+    return lines
+
+
+def _table(
+    name: str, per_target: dict[str, list[dict[str, float]]], targets: list[str]
+) -> list[str]:
+    kind = SCENARIOS[name].kind
+    if kind == "storm":
+        return _storm_table(per_target, targets)
+    if kind == "idle":
+        return _idle_table(per_target, targets)
+    if kind == "team-day":
+        return _team_day_table(per_target, targets)
+    return _burst_table(name, per_target, targets)
+
+
+def listen_ratios(results: Results, targets: list[str]) -> list[str]:
+    """Lines comparing each realistic burst with the listen-only burst-500, per target
+    (deliveries/s of the same rounds' medians)."""
+    listen = results.get("burst-500", {})
+    lines = []
+    for name in ("read-500", "read-each-500"):
+        if name not in results:
+            continue
+        parts = []
+        for t in targets:
+            base = median(listen.get(t, []), "deliveries_per_s")
+            value = median(results[name].get(t, []), "deliveries_per_s")
+            if listen.get(t) and results[name].get(t):
+                parts.append(f"{t} **{_ratio(value, base)}**")
+        if parts:
+            lines.append(f"- `{name}` / `burst-500` (listen-only): " + ", ".join(parts))
     return lines
 
 
@@ -98,10 +170,17 @@ def markdown(
         "- Load generator: one process of picows clients on uvloop; latency is end to end",
         "  (send to receive, same clock). A delivery is one message frame received by one client.",
         "- lost: deliveries not received by the end of the wait (60 s after a burst, 30 s after",
-        "  the last paced send). In the paced run, deliveries/s is the offered 20,000/s for a server",
-        "  that keeps up; one that falls behind shows less, and its late deliveries count as lost.",
+        "  the last paced send), plus any seq a client skipped. In the paced run, deliveries/s is",
+        "  the offered 20,000/s for a server that keeps up; one that falls behind shows less.",
+        "- Every client is a distinct user with its own API token. Kaiwa's clients send what the",
+        "  room page sends (`read` as `room.js` does, resumes with `after=`); the tutorial and raw",
+        "  targets know no `read` frame and only listen. reads sent: `read` frames sent by all",
+        "  clients in the run (median of rounds).",
         "",
     ]
+    ratios = listen_ratios(results, targets)
+    if ratios:
+        out += ["## Realistic clients against listen-only clients", "", *ratios, ""]
     for scenario in scenarios:
         if scenario.name not in results:
             continue

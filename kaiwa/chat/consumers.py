@@ -5,13 +5,15 @@ The consumer decodes and validates frames and calls services; the fan-out hub
 """
 
 import asyncio
+import itertools
 import logging
 import secrets
-import uuid
 from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
+from channels.consumer import get_handler_name
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db import Error as DatabaseError
@@ -21,6 +23,7 @@ from kaiwa.accounts.middleware import BEARER_TOKEN_KEY
 from . import db, fanout, frames, limits, selectors, services
 from .errors import ChatError, Unavailable
 from .fanout import RAW_SEND_KEY, Outbox, OutboxOverflow, RoomFeed, get_hub
+from .joins import get_admitter
 from .models import Room
 from .reads import get_read_positions
 from .writer import get_writer
@@ -34,6 +37,17 @@ CLOSE_TOO_SLOW = 4408
 # it once it reads again. Longer than uvicorn's keepalive (20 s ping + 20 s
 # pong timeout), which fails a connection whose client reads nothing at all.
 CLOSE_TIMEOUT_SECONDS = 60.0
+
+# Socket ids are unique across processes (they name the origin of a user
+# event that crosses the channel layer): this process's random prefix and a
+# counter, cheaper than a uuid4 per connection.
+_SOCKET_PREFIX = secrets.token_hex(6)
+_socket_numbers = itertools.count(1)
+
+
+def new_socket_id() -> str:
+    """A socket id unique to this process's lifetime and across processes."""
+    return f"{_SOCKET_PREFIX}-{next(_socket_numbers)}"
 
 
 def parse_after(query_string: bytes) -> tuple[int | None, bool]:
@@ -63,8 +77,29 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # subscription per room per process (see fanout). This alias names no layer.
     channel_layer_alias = "kaiwa.no-per-socket-channel"
 
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Channels' ``AsyncConsumer.dispatch`` without its thread hop.
+
+        Channels 4.2+ runs ``close_old_connections`` on its shared sync thread
+        before every handler, so every frame a client sends (each ``read``)
+        would cost a trip to that thread. This consumer never uses the
+        database on that thread: its calls run on Kaiwa's pools
+        (``kaiwa.chat.db``), which close old connections themselves.
+        Raises ValueError for a message type with no handler, as Channels does.
+        """
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        """Channels' handler without its group cleanup (this consumer joins
+        no group) and thread hop (see ``dispatch``)."""
+        await self.disconnect(message.get("code", 1000))
+        raise StopConsumer()
+
     async def connect(self) -> None:
-        self.socket_id = uuid.uuid4().hex
+        self.socket_id = new_socket_id()
         self.room: Room | None = None
         self.feed: RoomFeed | None = None
         self.user: Any = None
@@ -81,7 +116,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         )
         self.socket_slot: int | None = None  # user id whose per-user socket slot we hold
         self.sender_limit = limits.SenderLimit(f"guest:{self.socket_id}")
-        await self.accept()
+        # Accepted through the server's own send: Channels' session wrapper
+        # would only save a session, and this consumer changes none.
+        await self.outbox.send({"type": "websocket.accept"})
         slug = self.scope["url_route"]["kwargs"]["room"]
         try:  # a bad room name is refused first, whoever asks (PROTOCOL.md 1)
             services.room_slug_check(slug=slug)
@@ -108,15 +145,21 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self._close(Unavailable.close_code)
 
     async def _admit(self, slug: str) -> None:
-        """Authenticate and admit to the room in one database call (4401, 4403, 4404)."""
+        """Authenticate and admit to the room (4401, 4403, 4404), in a batch
+        with the other joins of the moment (kaiwa.chat.joins); a new room or
+        membership is written by the write thread."""
         user = self.scope.get("user")  # set when the stack resolved it already
-        self.user, room = await db.run_read(
-            services.room_join_socket,
+        admission = services.Admission(
+            slug=slug,
             user=user if user is not None and user.is_authenticated else None,
             session=self.scope.get("session"),
             token=self.scope.get(BEARER_TOKEN_KEY),
-            slug=slug,
         )
+        self.user, room = await get_admitter().admit(admission)
+        if room is None:
+            room = await db.run_write(services.room_create_public, slug=slug)
+        if self.user is not None and room.read_seq is None:
+            await get_writer().add_member(room.pk, self.user.pk)
         self.room = room
         if self.user is not None:
             self.scope["user"] = self.user
@@ -281,7 +324,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # --- plumbing ---------------------------------------------------------------
 
     async def _send_now(self, frame: str) -> None:
-        await self.base_send({"type": "websocket.send", "text": frame})
+        await self.outbox.send({"type": "websocket.send", "text": frame})
 
     async def _close(self, code: int) -> None:
         if self.closing:

@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import weakref
 from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
@@ -338,16 +339,31 @@ class Hub:
         self.feeds: dict[str, RoomFeed] = {}
         self.user_sockets: dict[int, set[Subscriber]] = {}
         self.channel_name: str | None = None
-        self._lock = asyncio.Lock()  # orders group_add/group_discard
+        # One lock per group orders its group_add/group_discard and a feed's
+        # opening; a lock lives while someone holds or waits for it.
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._reader: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
+
+    def _lock(self, group: str) -> asyncio.Lock:
+        lock = self._locks.get(group)
+        if lock is None:
+            lock = self._locks[group] = asyncio.Lock()
+        return lock
 
     async def _channel(self) -> str:
         if self.channel_name is None:
             self.channel_name = await self.layer.new_channel("kaiwa-hub.")
             self._reader = self.loop.create_task(self._read())
-            self._watcher = self.loop.create_task(self._watch())
         return self.channel_name
+
+    async def _group_add(self, group: str) -> None:
+        """Subscribe this process to ``group`` (a no-op on the in-memory layer,
+        where ``publish_*`` deliver locally)."""
+        if self._watcher is None:
+            self._watcher = self.loop.create_task(self._watch())
+        if self.remote:
+            await self.layer.group_add(group, await self._channel())
 
     async def _watch(self) -> None:
         """Every KAIWA_SEQ_CHECK_SECONDS, compare each feed with its room's seq
@@ -412,13 +428,13 @@ class Hub:
         """
         feed = self.feeds.get(slug)
         if feed is None:
-            async with self._lock:
+            async with self._lock(room_group(slug)):
                 feed = self.feeds.get(slug)
                 if feed is None:
                     feed = RoomFeed(slug)
                     self.feeds[slug] = feed
                     try:
-                        await self.layer.group_add(room_group(slug), await self._channel())
+                        await self._group_add(room_group(slug))
                         # Subscribed first: nothing committed after this read is missed.
                         feed.start(
                             *await db.run_read(feed_snapshot, slug=slug, limit=feed.recent_max)
@@ -439,7 +455,7 @@ class Hub:
         feed.subscribers.discard(subscriber)
         if feed.subscribers:
             return
-        async with self._lock:
+        async with self._lock(room_group(slug)):
             if feed.subscribers or self.feeds.get(slug) is not feed:
                 return
             del self.feeds[slug]
@@ -448,15 +464,19 @@ class Hub:
 
     async def join_user(self, user_id: int, subscriber: Subscriber) -> None:
         """Route frames for user ``user_id`` (e.g. ``read``) to ``subscriber``."""
-        async with self._lock:
+        sockets = self.user_sockets.get(user_id)
+        if sockets:  # the group is joined already: nothing to wait for
+            sockets.add(subscriber)
+            return
+        async with self._lock(user_group(user_id)):
             sockets = self.user_sockets.setdefault(user_id, set())
             if not sockets:
-                await self.layer.group_add(user_group(user_id), await self._channel())
+                await self._group_add(user_group(user_id))
             sockets.add(subscriber)
 
     async def leave_user(self, user_id: int, subscriber: Subscriber) -> None:
         """Undo ``join_user``."""
-        async with self._lock:
+        async with self._lock(user_group(user_id)):
             sockets = self.user_sockets.get(user_id)
             if sockets is None:
                 return
@@ -466,6 +486,8 @@ class Hub:
                 await self._group_discard(user_group(user_id))
 
     async def _group_discard(self, group: str) -> None:
+        if not self.remote:
+            return
         try:
             await self.layer.group_discard(group, await self._channel())
         except Exception:

@@ -65,7 +65,7 @@ class ReadPositions:
                 return
             batch, self.pending = self.pending, {}
             try:
-                await db.run_read(services.membership_read_batch, positions=batch)
+                await db.run_write(services.membership_read_batch, positions=batch)
             except Exception:
                 logger.exception("storing %d read positions failed; retrying", len(batch))
                 for key, seq in batch.items():

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Q, QuerySet
 
 from .errors import RoomNotFound
@@ -95,15 +96,25 @@ def room_last_seq(*, slug: str) -> int:
 
 def room_snapshot(*, slug: str, limit: int) -> tuple[int, list[Message]]:
     """The room's latest seq and its last ``limit`` messages with seq <= it,
-    ascending. Two queries. Raises RoomNotFound for an unknown room."""
-    row = Room.objects.filter(slug=slug).values_list("pk", "last_seq").first()
+    ascending. Two queries, written in SQL (``Manager.raw``): a room feed
+    opens with them, many at once in a connect storm, and compiling the
+    ORM's versions costs about a millisecond of Python each. Raises
+    RoomNotFound for an unknown room."""
+    q = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT id, last_seq FROM {q(Room._meta.db_table)} WHERE slug = %s", [slug])
+        row = cursor.fetchone()
     if row is None:
         raise RoomNotFound("No such room.")
     room_id, latest = row
     if limit <= 0:
         return latest, []
-    rows = Message.objects.filter(room_id=room_id, seq__lte=latest).order_by("-seq")[:limit]
-    return latest, list(reversed(rows))
+    rows = Message.objects.raw(
+        f"SELECT * FROM {q(Message._meta.db_table)} WHERE room_id = %s AND seq <= %s "
+        "ORDER BY seq DESC LIMIT %s",
+        [room_id, latest, limit],
+    )
+    return latest, list(reversed(list(rows)))
 
 
 def room_last_seqs(*, slugs: list[str]) -> dict[str, int]:

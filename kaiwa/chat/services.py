@@ -12,13 +12,13 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
-from django.db.models import OuterRef, Q, Subquery
+from django.db.models import Q
 
-from kaiwa.accounts.selectors import socket_user_get
+from kaiwa.accounts.selectors import socket_user_get, token_users_get
 from kaiwa.notifications import services as notifications
 
 from . import fanout
-from .errors import MessageInvalid, NotAuthenticated, RoomForbidden, RoomNotFound
+from .errors import ChatError, MessageInvalid, NotAuthenticated, RoomForbidden, RoomNotFound
 from .models import Membership, Message, Room, room_slug_validator
 
 DM_PREFIX = "dm-"
@@ -41,59 +41,170 @@ def room_join(*, user: Any, slug: str) -> Room:
     set to the user's stored read position (0 for a guest).
 
     Raises RoomNotFound for a bad name, and RoomForbidden for a private room
-    ``user`` is not a member of and for any unknown ``dm-`` room. One query
-    when the room exists and the user is already a member; two more the first
-    time (creating the room, the membership).
+    ``user`` is not a member of and for any unknown ``dm-`` room. Sockets
+    use ``room_admit`` (reads only) and leave the writes to the write thread.
+    """
+    room = room_admit(user=user, slug=slug)
+    if room is None:
+        room = room_create_public(slug=slug)
+    if user is not None and room.read_seq is None:
+        membership_create_batch(pairs=[(room.pk, user.pk)])
+    room.read_seq = room.read_seq or 0
+    return room
+
+
+def room_admit(*, user: Any, slug: str) -> Room | None:
+    """The read-only half of ``room_join``: may ``user`` (None for a guest) enter ``slug``?
+
+    Returns the Room with ``read_seq``: the user's read position, None when
+    he is not a member yet of this public room (he becomes one by joining);
+    or None when the public room does not exist yet (joining creates it).
+    Raises RoomNotFound for a bad name, RoomForbidden for a private room
+    ``user`` is not in and for any unknown ``dm-`` room. One query.
     """
     room_slug_check(slug=slug)
-    room = _room_with_read_seq(slug=slug, user=user)
+    user_id = user.pk if user is not None else None
+    room = _rooms_with_read_seq(pairs=[(slug, user_id)]).get((slug, user_id))
+    return _room_admission(slug=slug, room=room)
+
+
+def _room_admission(*, slug: str, room: Room | None) -> Room | None:
+    """Apply the rules of ``room_admit`` to the looked-up ``room`` (None: no such room)."""
     if room is None:
         if slug.startswith(DM_PREFIX):
             # DM names are predictable: answer as for an existing private room,
             # so that a stranger cannot tell which pairs of users have one.
             raise RoomForbidden("This room is private.")
-        room = _room_create_public(slug=slug)
-        room.read_seq = None
+        return None
     if room.private and room.read_seq is None:
         raise RoomForbidden("This room is private.")
-    if user is not None and room.read_seq is None:
-        # One INSERT ... ON CONFLICT DO NOTHING: a concurrent join is no error.
-        Membership.objects.bulk_create([Membership(room=room, user=user)], ignore_conflicts=True)
-    room.read_seq = room.read_seq or 0
     return room
 
 
-def _room_with_read_seq(*, slug: str, user: Any) -> Room | None:
-    """The room ``slug`` with ``read_seq``: ``user``'s read position, None
-    when he is not a member (always None for a guest). One query."""
-    rooms = Room.objects.filter(slug=slug)
-    if user is None:
-        room = rooms.first()
-        if room is not None:
-            room.read_seq = None
-        return room
-    position = Membership.objects.filter(room=OuterRef("pk"), user=user).values("last_read_seq")
-    return rooms.annotate(read_seq=Subquery(position[:1])).first()
+ROOM_JOIN_FIELDS = ("id", "slug", "title", "private", "last_seq")
 
 
-def room_join_socket(*, user: Any, session: Any, token: str | None, slug: str) -> tuple[Any, Room]:
-    """Authenticate a WebSocket handshake and admit it to the room ``slug``,
-    in one call on one database thread.
+def _rooms_with_read_seq(
+    *, pairs: Sequence[tuple[str, int | None]]
+) -> dict[tuple[str, int | None], Room]:
+    """For each ``(slug, user id)`` of ``pairs`` whose room exists, the Room
+    with ``read_seq``: that user's read position, None when he is not a
+    member (a None user id is a guest). One query for all pairs.
+
+    Written in SQL, the pairs joined as a ``VALUES`` list: every WebSocket
+    join runs it, and compiling the ORM's version costs about a millisecond
+    of Python. Each room is built as ``Room.objects.only(*ROOM_JOIN_FIELDS)``
+    would build it.
+    """
+    if not pairs:
+        return {}
+    q = connection.ops.quote_name
+    columns = ", ".join(f"r.{q(name)}" for name in ROOM_JOIN_FIELDS)
+    values = ", ".join(["(%s, CAST(%s AS BIGINT))"] * len(pairs))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH v(slug, user_id) AS (VALUES {values}) "
+            f"SELECT v.user_id, {columns}, m.last_read_seq FROM v "
+            f"JOIN {q(Room._meta.db_table)} r ON r.slug = v.slug "
+            f"LEFT JOIN {q(Membership._meta.db_table)} m "
+            "ON m.room_id = r.id AND m.user_id = v.user_id",
+            [value for pair in pairs for value in pair],
+        )
+        rows = cursor.fetchall()
+    rooms = {}
+    for user_id, room_id, slug, title, private, last_seq, read_seq in rows:
+        fields = [room_id, slug, title, bool(private), last_seq]
+        room = Room.from_db(connection.alias, list(ROOM_JOIN_FIELDS), fields)
+        room.read_seq = read_seq
+        rooms[(slug, user_id)] = room
+    return rooms
+
+
+@dataclass(frozen=True)
+class Admission:
+    """A WebSocket handshake asking to enter room ``slug``: an already
+    authenticated ``user``, or the scope's ``session`` and Bearer ``token``."""
+
+    slug: str
+    user: Any = None
+    session: Any = None
+    token: str | None = None
+
+
+ADMIT_BATCH_MAX = 500  # handshakes per call: 2 parameters each in one statement
+
+
+def room_admit_batch(
+    *, admissions: Sequence[Admission]
+) -> list[tuple[Any, Room | None] | ChatError]:
+    """``room_admit_socket`` for many handshakes at once, in order.
+
+    Each result is ``(user, room)`` as ``room_admit_socket`` returns it, or
+    the ChatError it would raise. Queries: one for all tokens, one for all
+    rooms, two per session cookie. Names must be checked already
+    (``room_slug_check``). Database errors propagate.
+    """
+    users: list[Any] = []
+    for admission in admissions:
+        user = admission.user
+        if user is None and admission.session is not None:
+            user = socket_user_get(session=admission.session, token=None)
+        users.append(user)
+    wanted = [a.token for a, u in zip(admissions, users, strict=True) if u is None and a.token]
+    by_token = token_users_get(keys=wanted)
+    pairs = []
+    for i, admission in enumerate(admissions):
+        if users[i] is None and admission.token:
+            users[i] = by_token.get(admission.token)
+        pairs.append((admission.slug, users[i].pk if users[i] is not None else None))
+    rooms = _rooms_with_read_seq(pairs=pairs)
+    results: list[tuple[Any, Room | None] | ChatError] = []
+    for (slug, user_id), user in zip(pairs, users, strict=True):
+        if user is None and not settings.KAIWA_ALLOW_GUESTS:
+            results.append(NotAuthenticated("Log in, or send a Bearer token."))
+            continue
+        try:
+            results.append((user, _room_admission(slug=slug, room=rooms.get((slug, user_id)))))
+        except ChatError as exc:
+            results.append(exc)
+    return results
+
+
+def room_admit_socket(
+    *, user: Any, session: Any, token: str | None, slug: str
+) -> tuple[Any, Room | None]:
+    """Authenticate a WebSocket handshake and check it may enter ``slug``,
+    reading only (the consumer batches these: ``room_admit_batch``).
 
     ``user``: an already authenticated user (None to authenticate here from
     the scope's ``session`` or Bearer ``token``, see
-    ``kaiwa.accounts.selectors.socket_user_get``). Returns ``(user, room)``,
-    ``user`` None for a guest. Raises NotAuthenticated (close 4401) when no
-    credential is valid and guests are off, and what ``room_join`` raises.
+    ``kaiwa.accounts.selectors.socket_user_get``). Returns ``(user, room)``
+    as ``room_admit`` gives the room; ``user`` None for a guest. Raises
+    RoomNotFound for a bad name, NotAuthenticated (close 4401) when no
+    credential is valid and guests are off, and what ``room_admit`` raises.
+    Queries: one for a token, two for a session cookie, plus one for the room.
     """
-    if user is None:
-        user = socket_user_get(session=session, token=token)
-    if user is None and not settings.KAIWA_ALLOW_GUESTS:
-        raise NotAuthenticated("Log in, or send a Bearer token.")
-    return user, room_join(user=user, slug=slug)
+    room_slug_check(slug=slug)
+    admission = Admission(slug=slug, user=user, session=session, token=token)
+    (result,) = room_admit_batch(admissions=[admission])
+    if isinstance(result, ChatError):
+        raise result
+    return result
 
 
-def _room_create_public(*, slug: str) -> Room:
+def membership_create_batch(*, pairs: Sequence[tuple[int, int]]) -> None:
+    """Make each ``(room id, user id)`` of ``pairs`` a membership, in one
+    ``INSERT ... ON CONFLICT DO NOTHING``: one that exists already, or is
+    created concurrently, is no error. Database errors propagate."""
+    Membership.objects.bulk_create(
+        [Membership(room_id=room_id, user_id=user_id) for room_id, user_id in pairs],
+        ignore_conflicts=True,
+    )
+
+
+def room_create_public(*, slug: str) -> Room:
+    """The public room ``slug``, created now unless another connection just
+    did. Returns it with ``read_seq`` None (nobody's member yet)."""
     try:
         with transaction.atomic():
             return Room.objects.create(slug=slug, title=slug)

@@ -1,11 +1,18 @@
-"""Group commit of posted messages.
+"""Group commit of the sockets' writes: posted messages and new memberships.
 
 Every socket of a process hands its posts to one ``MessageWriter``; while one
-transaction runs in the database thread, new posts queue, and the next
-transaction stores all of them at once (``services.message_create_batch``).
-A burst of N posts thus costs about one transaction, not N thread hops and N
-commits, with the same guarantees: gapless ``seq`` in post order per room,
-``client_id`` idempotency, broadcast only after commit.
+transaction runs on the write thread (``kaiwa.chat.db.run_write``), new posts
+queue, and the next transaction stores all of them at once
+(``services.message_create_batch``). A burst of N posts thus costs about one
+transaction, not N thread hops and N commits, with the same guarantees:
+gapless ``seq`` in post order per room, ``client_id`` idempotency, broadcast
+only after commit.
+
+Joins that make a user a member of a public room queue the same way and are
+inserted together (``services.membership_create_batch``): a connect storm of
+new members costs a few transactions, and on SQLite no two threads ever
+compete for the one write lock (whose busy handler sleeps up to 100 ms per
+retry).
 """
 
 from __future__ import annotations
@@ -31,7 +38,20 @@ class MessageWriter:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.queue: list[tuple[services.Post, asyncio.Future[Any]]] = []
+        self.members: list[tuple[tuple[int, int], asyncio.Future[Any]]] = []
         self.task: asyncio.Task[None] | None = None
+
+    async def add_member(self, room_id: int, user_id: int) -> None:
+        """Make user ``user_id`` a member of room ``room_id``; returns once
+        committed. Raises what storing raised (a database error)."""
+        future: asyncio.Future[Any] = self.loop.create_future()
+        self.members.append(((room_id, user_id), future))
+        self._wake()
+        await future
+
+    def _wake(self) -> None:
+        if self.task is None:
+            self.task = self.loop.create_task(self._run())
 
     async def submit(self, post: services.Post) -> tuple[Message, bool]:
         """Store ``post``; returns ``(message, created)`` once committed.
@@ -40,17 +60,34 @@ class MessageWriter:
         """
         future: asyncio.Future[Any] = self.loop.create_future()
         self.queue.append((post, future))
-        if self.task is None:
-            self.task = self.loop.create_task(self._run())
+        self._wake()
         return await future
 
     async def _run(self) -> None:
         try:
-            while self.queue:
-                batch, self.queue = self.queue[:MAX_BATCH], self.queue[MAX_BATCH:]
-                await self._store(batch)
+            while self.queue or self.members:
+                if self.members:
+                    joins, self.members = self.members[:MAX_BATCH], self.members[MAX_BATCH:]
+                    await self._store_members(joins)
+                if self.queue:
+                    batch, self.queue = self.queue[:MAX_BATCH], self.queue[MAX_BATCH:]
+                    await self._store(batch)
         finally:
             self.task = None
+
+    async def _store_members(
+        self, joins: list[tuple[tuple[int, int], asyncio.Future[Any]]]
+    ) -> None:
+        try:
+            await db.run_write(services.membership_create_batch, pairs=[pair for pair, _ in joins])
+        except Exception as exc:
+            for _, future in joins:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for _, future in joins:
+            if not future.done():
+                future.set_result(None)
 
     async def _store(self, batch: list[tuple[services.Post, asyncio.Future[Any]]]) -> None:
         store = partial(db.run_write, services.message_create_batch)

@@ -258,8 +258,11 @@ async def test_a_slow_socket_is_closed_with_4408(users, settings):
     alice, bob = users
     written = []
     unblock = asyncio.Event()
+    stalled = False
 
-    async def slow_transport(message):  # the client stopped reading
+    async def slow_transport(message):  # after ready, the client stops reading
+        if not stalled:
+            return await communicator.output_queue.put(message)
         written.append(message["text"])
         await unblock.wait()
 
@@ -268,6 +271,7 @@ async def test_a_slow_socket_is_closed_with_4408(users, settings):
     communicator.scope[fanout.RAW_SEND_KEY] = slow_transport
     assert (await communicator.connect())[0]
     await receive_until_ready(communicator)
+    stalled = True
     feed = fanout.get_hub().feeds["lobby"]
     for seq in range(1, 10):
         feed.offer(seq, f'{{"type":"message","seq":{seq}}}')

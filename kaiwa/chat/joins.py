@@ -1,0 +1,74 @@
+"""Group admission of WebSocket joins (the read-side twin of ``writer``).
+
+A join must authenticate its handshake and look up its room and membership
+(``services.room_admit_batch``). After a deploy every client reconnects at
+once; one database call and two queries per join made the joins queue for
+seconds. The ``Admitter`` of a process runs one call at a time on the read
+pool (``kaiwa.chat.db.run_read``), and every handshake that arrives
+meanwhile goes into the next one: a storm of N joins costs a few calls of
+two statements each (one for all tokens, one for all rooms), not 2N queries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from . import db, services
+from .errors import ChatError
+from .models import Room
+
+
+class Admitter:
+    """Queues handshakes to admit and checks them in batches, one call at a time."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.queue: list[tuple[services.Admission, asyncio.Future[Any]]] = []
+        self.task: asyncio.Task[None] | None = None
+
+    async def admit(self, admission: services.Admission) -> tuple[Any, Room | None]:
+        """``services.room_admit_socket`` for ``admission`` (its name already
+        checked): returns ``(user, room)``; raises its ChatError, or the
+        database error of the batch."""
+        future: asyncio.Future[Any] = self.loop.create_future()
+        self.queue.append((admission, future))
+        if self.task is None:
+            self.task = self.loop.create_task(self._run())
+        result = await future
+        if isinstance(result, ChatError):
+            raise result
+        return result  # type: ignore[no-any-return]
+
+    async def _run(self) -> None:
+        try:
+            while self.queue:
+                size = services.ADMIT_BATCH_MAX
+                batch, self.queue = self.queue[:size], self.queue[size:]
+                await self._check(batch)
+        finally:
+            self.task = None
+
+    async def _check(self, batch: list[tuple[services.Admission, asyncio.Future[Any]]]) -> None:
+        try:
+            results = await db.run_read(services.room_admit_batch, admissions=[a for a, _ in batch])
+        except Exception as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)
+
+
+_admitter: Admitter | None = None
+
+
+def get_admitter() -> Admitter:
+    """The admitter of the running event loop, created on first use."""
+    global _admitter
+    loop = asyncio.get_running_loop()
+    if _admitter is None or _admitter.loop is not loop:
+        _admitter = Admitter(loop)
+    return _admitter
