@@ -1,9 +1,11 @@
 """ASGI middleware for WebSocket handshakes: sessions, Bearer tokens and Origin checks."""
 
+from importlib import import_module
 from typing import Any
 
 from channels.security.websocket import AllowedHostsOriginValidator
-from channels.sessions import SessionMiddlewareStack
+from channels.sessions import CookieMiddleware
+from django.conf import settings
 
 # Scope key of the handshake's ``Authorization: Bearer`` token (None without one).
 BEARER_TOKEN_KEY = "kaiwa.bearer_token"
@@ -36,16 +38,22 @@ def BrowserOriginValidator(application: Any) -> Any:  # noqa: N802 (wraps like C
 def WebsocketAuthStack(inner: Any) -> Any:  # noqa: N802
     """Attach the handshake's credentials to the scope without querying anything.
 
-    The session (Channels' ``SessionMiddlewareStack``, loaded lazily) and the
-    Bearer token (``scope[BEARER_TOKEN_KEY]``) are resolved to a user by the
-    consumer, in the same database call as its room join
-    (``kaiwa.accounts.selectors.socket_user_get``): a join then costs one
-    trip to a database thread instead of three (Channels' AuthMiddleware
-    resolves the user on its own shared thread before the consumer runs).
+    ``scope["session"]``: the Django session named by the session cookie
+    (a ``SESSION_ENGINE`` store, which loads itself on first use), or None
+    without a cookie; ``scope[BEARER_TOKEN_KEY]``: the Bearer token, or None.
+    The consumer resolves them to a user in a batch with other joins
+    (``kaiwa.chat.joins``). Channels' ``SessionMiddleware`` and
+    ``AuthMiddleware`` would each make a trip to Channels' one shared database
+    thread for every handshake (the first even without a cookie), which
+    serialises a connect storm. The session is never saved from a socket:
+    sockets do not change it.
     """
+    engine = import_module(settings.SESSION_ENGINE)
 
     async def credentials(scope: dict, receive: Any, send: Any) -> Any:
+        key = scope["cookies"].get(settings.SESSION_COOKIE_NAME)
+        session = engine.SessionStore(key) if key else None
         token = bearer_token(scope.get("headers", []))
-        return await inner({**scope, BEARER_TOKEN_KEY: token}, receive, send)
+        return await inner({**scope, "session": session, BEARER_TOKEN_KEY: token}, receive, send)
 
-    return SessionMiddlewareStack(credentials)
+    return CookieMiddleware(credentials)

@@ -77,9 +77,12 @@ def room_group(slug: str) -> str:
     return f"room.{slug}"
 
 
-def user_group(user_id: int) -> str:
-    """The channel-layer group of a user's sockets: ``user.<id>``."""
-    return f"user.{user_id}"
+# One channel-layer group carries every user event (``read``) to every process,
+# each delivering it to its own sockets of that user. A group per user would
+# cost a Redis SUBSCRIBE (and its confirmation) per user per process, which
+# dominated a connect storm; one group costs one subscription per process, and
+# each process parses the few user events that are not for its sockets.
+USERS_GROUP = "users"
 
 
 class Subscriber(Protocol):
@@ -344,6 +347,7 @@ class Hub:
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._reader: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
+        self._users_joined = False
 
     def _lock(self, group: str) -> asyncio.Lock:
         lock = self._locks.get(group)
@@ -463,27 +467,24 @@ class Hub:
             await self._group_discard(room_group(slug))
 
     async def join_user(self, user_id: int, subscriber: Subscriber) -> None:
-        """Route frames for user ``user_id`` (e.g. ``read``) to ``subscriber``."""
-        sockets = self.user_sockets.get(user_id)
-        if sockets:  # the group is joined already: nothing to wait for
-            sockets.add(subscriber)
-            return
-        async with self._lock(user_group(user_id)):
-            sockets = self.user_sockets.setdefault(user_id, set())
-            if not sockets:
-                await self._group_add(user_group(user_id))
-            sockets.add(subscriber)
+        """Route frames for user ``user_id`` (e.g. ``read``) to ``subscriber``.
+
+        The first call subscribes this process to USERS_GROUP (once, for good).
+        """
+        if not self._users_joined:
+            async with self._lock(USERS_GROUP):
+                if not self._users_joined:
+                    await self._group_add(USERS_GROUP)
+                    self._users_joined = True
+        self.user_sockets.setdefault(user_id, set()).add(subscriber)
 
     async def leave_user(self, user_id: int, subscriber: Subscriber) -> None:
         """Undo ``join_user``."""
-        async with self._lock(user_group(user_id)):
-            sockets = self.user_sockets.get(user_id)
-            if sockets is None:
-                return
+        sockets = self.user_sockets.get(user_id)
+        if sockets is not None:
             sockets.discard(subscriber)
             if not sockets:
                 del self.user_sockets[user_id]
-                await self._group_discard(user_group(user_id))
 
     async def _group_discard(self, group: str) -> None:
         if not self.remote:
@@ -513,7 +514,7 @@ class Hub:
     def publish_user(self, event: dict[str, Any]) -> None:
         """Send a USER_EVENT to every socket of its user in every process but its origin."""
         if self.remote:
-            self.loop.create_task(self._group_send(user_group(event["user"]), event))
+            self.loop.create_task(self._group_send(USERS_GROUP, event))
         else:
             self.dispatch(event)
 
@@ -607,4 +608,4 @@ def publish_read(user_id: int, room_slug: str, seq: int, origin: str | None = No
     read position in ``room_slug`` is now ``seq``."""
     frame = frames.encode({"type": "read", "room": room_slug, "seq": seq})
     event = {"type": USER_EVENT, "user": user_id, "frame": frame, "origin": origin}
-    _publish(lambda hub: hub.publish_user(event), user_group(user_id), event)
+    _publish(lambda hub: hub.publish_user(event), USERS_GROUP, event)

@@ -202,6 +202,16 @@ def membership_create_batch(*, pairs: Sequence[tuple[int, int]]) -> None:
     )
 
 
+def room_create_batch(*, slugs: Sequence[str]) -> dict[str, Room]:
+    """Create the public rooms named in ``slugs`` that do not exist yet, in
+    one ``INSERT ... ON CONFLICT DO NOTHING``; returns ``{slug: room}`` for
+    all of them (``read_seq`` None). A room that exists already is returned
+    as it is: the caller must check ``private``. Names must be checked
+    already (``room_slug_check``). Database errors propagate."""
+    Room.objects.bulk_create([Room(slug=s, title=s) for s in slugs], ignore_conflicts=True)
+    return {room.slug: room for room in Room.objects.filter(slug__in=slugs)}
+
+
 def room_create_public(*, slug: str) -> Room:
     """The public room ``slug``, created now unless another connection just
     did. Returns it with ``read_seq`` None (nobody's member yet)."""

@@ -8,11 +8,12 @@ transaction, not N thread hops and N commits, with the same guarantees:
 gapless ``seq`` in post order per room, ``client_id`` idempotency, broadcast
 only after commit.
 
-Joins that make a user a member of a public room queue the same way and are
-inserted together (``services.membership_create_batch``): a connect storm of
-new members costs a few transactions, and on SQLite no two threads ever
-compete for the one write lock (whose busy handler sleeps up to 100 ms per
-retry).
+Joins that create a public room or make a user a member queue the same way
+and are inserted together (``services.room_create_batch``,
+``services.membership_create_batch``; all joiners of one new room share its
+creation): a connect storm of new members in new rooms costs a few
+transactions, and on SQLite no two threads ever compete for the one write
+lock (whose busy handler sleeps up to 100 ms per retry).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 from django.db import IntegrityError
 
 from . import db, services
-from .models import Message
+from .models import Message, Room
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +40,19 @@ class MessageWriter:
         self.loop = loop
         self.queue: list[tuple[services.Post, asyncio.Future[Any]]] = []
         self.members: list[tuple[tuple[int, int], asyncio.Future[Any]]] = []
+        self.rooms: dict[str, asyncio.Future[Any]] = {}  # slug -> its creation
         self.task: asyncio.Task[None] | None = None
+
+    async def create_room(self, slug: str) -> Room:
+        """The public room ``slug``, created unless it exists; every caller
+        asking for the same slug meanwhile shares one creation. Returns the
+        Room (it may be private if created elsewhere meanwhile: check).
+        Raises what storing raised (a database error)."""
+        future = self.rooms.get(slug)
+        if future is None:
+            future = self.rooms[slug] = self.loop.create_future()
+            self._wake()
+        return await asyncio.shield(future)  # type: ignore[no-any-return]
 
     async def add_member(self, room_id: int, user_id: int) -> None:
         """Make user ``user_id`` a member of room ``room_id``; returns once
@@ -65,7 +78,10 @@ class MessageWriter:
 
     async def _run(self) -> None:
         try:
-            while self.queue or self.members:
+            while self.queue or self.members or self.rooms:
+                if self.rooms:
+                    rooms, self.rooms = self.rooms, {}
+                    await self._store_rooms(rooms)
                 if self.members:
                     joins, self.members = self.members[:MAX_BATCH], self.members[MAX_BATCH:]
                     await self._store_members(joins)
@@ -74,6 +90,18 @@ class MessageWriter:
                     await self._store(batch)
         finally:
             self.task = None
+
+    async def _store_rooms(self, rooms: dict[str, asyncio.Future[Any]]) -> None:
+        try:
+            created = await db.run_write(services.room_create_batch, slugs=list(rooms))
+        except Exception as exc:
+            for future in rooms.values():
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for slug, future in rooms.items():
+            if not future.done():
+                future.set_result(created[slug])
 
     async def _store_members(
         self, joins: list[tuple[tuple[int, int], asyncio.Future[Any]]]
