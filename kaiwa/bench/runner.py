@@ -8,7 +8,9 @@ websockets-sansio), one process each:
 - ``kaiwa-pg``: Kaiwa on PostgreSQL and Redis (channels_redis pub/sub layer);
 - ``tutorial``: the consumer of seeds/000 verbatim on channels_redis's
   RedisChannelLayer with default settings (kaiwa.bench.tutorial);
-- ``raw``: a raw ASGI broadcast app (kaiwa.bench.raw_app).
+- ``raw``: a raw ASGI broadcast app (kaiwa.bench.raw_app);
+- ``channels-floor``: a Channels consumer that only accepts and says ``ready``
+  (kaiwa.bench.channels_floor), in the connect storms only.
 
 Rounds alternate the targets within each scenario so that the machine's
 noise falls on all of them alike; the report gives medians and ratios.
@@ -38,7 +40,9 @@ from typing import Any
 
 from . import loadgen
 
-UVICORN_OPTIONS = ["--ws", "websockets-sansio", "--log-level", "warning", "--no-access-log"]
+UVICORN_OPTIONS = [
+    "--ws", "websockets-sansio", "--log-level", "warning", "--no-access-log", "--backlog", "4096"
+]  # fmt: skip
 KAIWA_BIN = str(Path(sys.executable).with_name("kaiwa"))
 
 
@@ -69,6 +73,7 @@ class Target:
     proc: subprocess.Popen[bytes] | None = None
     tokens: list[str] = field(default_factory=list)
     log_dir: Path | None = None
+    kinds: frozenset[str] | None = None  # scenario kinds it runs (None: all)
 
     def url(self, room: str) -> str:
         return f"ws://127.0.0.1:{self.port}/ws/chat/{room}/"
@@ -180,6 +185,13 @@ def make_targets(work: Path, names: Sequence[str], redis: str, postgres: str) ->
         ),
         "raw": lambda: Target(
             "raw", [*uvicorn, "kaiwa.bench.raw_app:application"], dict(os.environ), False
+        ),
+        "channels-floor": lambda: Target(
+            "channels-floor",
+            [*uvicorn, "kaiwa.bench.channels_floor:application"],
+            kaiwa_env(KAIWA_DATA_DIR=str(work / "floor-data")),
+            False,
+            kinds=frozenset({"storm"}),
         ),
     }
     # Kaiwa (embedded defaults) on other ASGI servers, to choose one by measurement.
@@ -427,6 +439,8 @@ async def run_all(
         for round_no in range(scenario_rounds):
             order = targets if round_no % 2 == 0 else list(reversed(targets))
             for target in order:
+                if target.kinds is not None and scenario.kind not in target.kinds:
+                    continue
                 result = await run_scenario(target, scenario, round_no)
                 per_target[target.name].append(result)
                 log(f"{scenario.name:13} round {round_no + 1} {target.name:9} {_brief(result)}")

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -244,3 +245,36 @@ def test_room_page_resumes_after_server_restart(kaiwa_server, new_context):
     # The page resumed from the last seq it had shown (PROTOCOL.md section 1).
     assert sockets[0] == f"{kaiwa_server.ws}/ws/chat/room1/", sockets
     assert sockets[-1] == f"{kaiwa_server.ws}/ws/chat/room1/?after={last['seq']}", sockets
+
+
+# 4. Read positions: coalesced, as PROTOCOL.md section 2 asks -----------------
+
+
+# Records every frame the page sends, with the page's own clock (ms).
+RECORD_SENDS = """
+window.__sent = [];
+const realSend = WebSocket.prototype.send;
+WebSocket.prototype.send = function (data) {
+  window.__sent.push([performance.now(), data]);
+  return realSend.call(this, data);
+};
+"""
+
+
+def test_room_page_coalesces_read_frames(kaiwa_server, new_context):
+    bob = log_in(new_context(), kaiwa_server, "bob")
+    bob.add_init_script(RECORD_SENDS)
+    bob.goto(kaiwa_server.http + "/chat/room1/")
+    wait_live(bob)
+
+    token = kaiwa_server.token("alice")
+    seqs = [rest_post(kaiwa_server, token, "room1", f"burst {n}")["seq"] for n in range(20)]
+    wait_in_log(bob, "alice: burst 19", "bob")
+    bob.wait_for_timeout(2500)  # the trailing read, a second after the first
+
+    sent = bob.evaluate("window.__sent")
+    reads = [(at, json.loads(data)["seq"]) for at, data in sent if '"read"' in data]
+    assert 1 <= len(reads) <= 4, reads  # not one per message (20 arrived)
+    assert reads[-1][1] == seqs[-1]  # the latest seq is reported in the end
+    gaps = [b[0] - a[0] for a, b in zip(reads, reads[1:], strict=False)]
+    assert all(gap >= 990 for gap in gaps), reads  # at most one a second

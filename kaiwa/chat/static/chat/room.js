@@ -12,11 +12,16 @@
 
   const BACKOFF_BASE_MS = 500;
   const BACKOFF_MAX_MS = 30000;
+  // PROTOCOL.md section 2: `read` at most about once a second per room, and
+  // when the tab becomes visible; never once per message.
+  const READ_INTERVAL_MS = 1000;
   const GIVE_UP = { 4401: "not logged in", 4403: "not allowed in this room", 4404: "no such room" };
 
   let socket = null;
   let lastSeq = null;     // highest seq shown; null until the first ready
   let readSeq = 0;        // highest seq reported read
+  let readSentAt = -Infinity;  // performance.now() of the last read frame
+  let readTimer = null;   // a trailing read is scheduled
   let attempt = 0;
   const unacked = new Map();  // client_id -> text, in send order
 
@@ -48,11 +53,29 @@
     }
   }
 
-  function markRead() {
+  function sendRead() {
     if (document.hidden || lastSeq === null || lastSeq <= readSeq) return;
     if (socket && socket.readyState === WebSocket.OPEN) {
       readSeq = lastSeq;
+      readSentAt = performance.now();
       socket.send(JSON.stringify({ type: "read", seq: readSeq }));
+    }
+  }
+
+  // Report what is shown: now if the last read is a second old, else once,
+  // with the latest seq, when the second is over (a burst of N messages costs
+  // at most two read frames).
+  function markRead(now) {
+    if (now === true && readTimer !== null) {  // visible again: report at once
+      clearTimeout(readTimer);
+      readTimer = null;
+    }
+    if (readTimer !== null) return;
+    const wait = now === true ? 0 : readSentAt + READ_INTERVAL_MS - performance.now();
+    if (wait <= 0) {
+      sendRead();
+    } else {
+      readTimer = setTimeout(function () { readTimer = null; sendRead(); }, wait);
     }
   }
 
@@ -130,6 +153,6 @@
     sendMessage(clientId, text);
     input.value = "";
   };
-  document.addEventListener("visibilitychange", markRead);
+  document.addEventListener("visibilitychange", function () { markRead(true); });
   connect();
 })();
