@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import secrets
 import weakref
 from collections import deque
 from collections.abc import Callable, Coroutine
@@ -70,6 +71,11 @@ def RawSendMiddleware(application: Any) -> Any:  # noqa: N802 (an ASGI middlewar
 
 
 USER_EVENT = "user.event"
+USER_EVENTS = "user.events"  # a batch: {"events": [USER_EVENT, ...], "process": id}
+# User events bound for other processes wait this long (seconds) to travel in
+# one channel-layer message: a room of readers sends hundreds of `read` frames
+# a second, and one Redis PUBLISH each would cost more than the reads.
+USER_EVENTS_BATCH_SECONDS = 0.02
 
 
 def room_group(slug: str) -> str:
@@ -348,6 +354,8 @@ class Hub:
         self._reader: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._users_joined = False
+        self._user_events: list[dict[str, Any]] = []  # bound for other processes
+        self.process_id = secrets.token_hex(8)  # tells our own batches apart
 
     def _lock(self, group: str) -> asyncio.Lock:
         lock = self._locks.get(group)
@@ -414,10 +422,16 @@ class Hub:
             if feed is not None:
                 feed.forget(event["seq"])
         elif event.get("type") == USER_EVENT:
-            origin = event.get("origin")
-            for subscriber in tuple(self.user_sockets.get(event["user"], ())):
-                if subscriber.socket_id != origin:
-                    subscriber.deliver_event(event["frame"])
+            self._deliver_user_event(event)
+        elif event.get("type") == USER_EVENTS and event.get("process") != self.process_id:
+            for one in event["events"]:
+                self._deliver_user_event(one)
+
+    def _deliver_user_event(self, event: dict[str, Any]) -> None:
+        origin = event.get("origin")
+        for subscriber in tuple(self.user_sockets.get(event["user"], ())):
+            if subscriber.socket_id != origin:
+                subscriber.deliver_event(event["frame"])
 
     # --- membership -----------------------------------------------------------
 
@@ -512,11 +526,20 @@ class Hub:
             self.loop.create_task(self._group_send(room_group(event["room"]), event))
 
     def publish_user(self, event: dict[str, Any]) -> None:
-        """Send a USER_EVENT to every socket of its user in every process but its origin."""
-        if self.remote:
-            self.loop.create_task(self._group_send(USERS_GROUP, event))
-        else:
-            self.dispatch(event)
+        """Send a USER_EVENT to every socket of its user in every process but its
+        origin: this process's sockets now, the other processes' in one batch
+        per USER_EVENTS_BATCH_SECONDS."""
+        self._deliver_user_event(event)
+        if not self.remote:
+            return
+        self._user_events.append(event)
+        if len(self._user_events) == 1:
+            self.loop.call_later(USER_EVENTS_BATCH_SECONDS, self._flush_user_events)
+
+    def _flush_user_events(self) -> None:
+        events, self._user_events = self._user_events, []
+        batch = {"type": USER_EVENTS, "events": events, "process": self.process_id}
+        self.loop.create_task(self._group_send(USERS_GROUP, batch))
 
     async def _group_send(self, group: str, event: dict[str, Any]) -> None:
         # A lost publish is repaired by gap filling (invariant 2).
