@@ -110,10 +110,29 @@ def _burst_table(
     return lines
 
 
+def _steps_table(per_target: dict[str, list[dict[str, float]]], targets: list[str]) -> list[str]:
+    shown = [t for t in targets if per_target.get(t)]
+    if not shown:
+        return []
+    head = " | ".join(f"{t} queries | {t} ms per item" for t in shown)
+    lines = [f"| step | {head} |", "| --- |" + " ---: | ---: |" * len(shown)]
+    steps = [key[:-3] for key in per_target[shown[0]][0] if key.endswith("|ms")]
+    for step in steps:
+        cells = " | ".join(
+            f"{per_target[t][0].get(step + '|queries', float('nan')):.0f} | "
+            f"{per_target[t][0].get(step + '|ms', float('nan')):.3f}"
+            for t in shown
+        )
+        lines.append(f"| {step} | {cells} |")
+    return lines
+
+
 def _table(
     name: str, per_target: dict[str, list[dict[str, float]]], targets: list[str]
 ) -> list[str]:
     kind = SCENARIOS[name].kind
+    if kind == "steps":
+        return _steps_table(per_target, targets)
     if kind == "storm":
         return _storm_table(per_target, targets)
     if kind == "idle":
@@ -166,7 +185,8 @@ def markdown(
         "- Servers, one process each on uvicorn (uvloop, httptools, websockets-sansio):",
         "  `kaiwa` (SQLite, in-memory channel layer), `kaiwa-pg` (PostgreSQL, Redis pub/sub layer),",
         "  `tutorial` (the consumer of seeds/000 verbatim, channels_redis RedisChannelLayer defaults),",
-        "  `raw` (raw ASGI broadcast app: no auth, no storage).",
+        "  `raw` (raw ASGI broadcast app: no auth, no storage), `channels-floor` (a Channels",
+        "  consumer that only accepts and says `ready`: connect storms only).",
         "- Load generator: one process of picows clients on uvloop; latency is end to end",
         "  (send to receive, same clock). A delivery is one message frame received by one client.",
         "- lost: deliveries not received by the end of the wait (60 s after a burst, 30 s after",
@@ -175,7 +195,8 @@ def markdown(
         "- Every client is a distinct user with its own API token. Kaiwa's clients send what the",
         "  room page sends (`read` as `room.js` does, resumes with `after=`); the tutorial and raw",
         "  targets know no `read` frame and only listen. reads sent: `read` frames sent by all",
-        "  clients in the run (median of rounds).",
+        "  clients in the run (median of rounds). The tutorial's frames carry no `seq`, so a",
+        "  skipped message cannot be told apart there in team-day: its lost column stays 0.",
         "",
     ]
     ratios = listen_ratios(results, targets)

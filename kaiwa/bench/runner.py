@@ -313,6 +313,11 @@ SCENARIOS = {
             "server: memory per connection",
         ),
         Scenario(
+            "steps", "steps", 1, 200,
+            description="queries and milliseconds of each database step of the socket path "
+            "(`kaiwa manage bench_steps`), alone and batched",
+        ),
+        Scenario(
             "burst-100", "burst", 1, 100, 20, description="one room of 100, 20 messages at once"
         ),
         Scenario(
@@ -375,6 +380,24 @@ class Profiler:
 PROFILER = Profiler(None)
 
 
+def run_steps(target: Target, users: int) -> dict[str, float]:
+    """``kaiwa manage bench_steps`` in the target's environment, flattened:
+    ``{"<step>|queries": n, "<step>|ms": ms per item}``."""
+    out = subprocess.run(
+        [KAIWA_BIN, "manage", "bench_steps", "--users", str(users)],
+        env=target.env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    steps = json.loads(out.strip().splitlines()[-1])["steps"]
+    result: dict[str, float] = {}
+    for name, figures in steps.items():
+        result[f"{name}|queries"] = figures["queries"]
+        result[f"{name}|ms"] = figures["ms_per_item"]
+    return result
+
+
 def _clients(scenario: Scenario) -> int:
     if scenario.kind == "team-day":
         return TEAM_DAY.users
@@ -408,6 +431,8 @@ async def run_scenario(target: Target, scenario: Scenario, round_no: int) -> dic
         on_start()
         result = await loadgen.run_storm(urls, scenario.members, tokens, ready, restart)
         PROFILER.stop()
+    elif scenario.kind == "steps":
+        return await asyncio.to_thread(run_steps, target, scenario.members)
     elif scenario.kind == "team-day":
         result = await loadgen.run_team_day(urls.__getitem__, TEAM_DAY, tokens, ready, on_start)
         PROFILER.stop()
@@ -435,11 +460,13 @@ async def run_all(
     results: dict[str, dict[str, list[dict[str, float]]]] = {}
     for scenario in scenarios:
         per_target = results.setdefault(scenario.name, {t.name: [] for t in targets})
-        scenario_rounds = 1 if scenario.kind in ("idle", "storm") else rounds
+        scenario_rounds = 1 if scenario.kind in ("idle", "storm", "steps") else rounds
         for round_no in range(scenario_rounds):
             order = targets if round_no % 2 == 0 else list(reversed(targets))
             for target in order:
                 if target.kinds is not None and scenario.kind not in target.kinds:
+                    continue
+                if scenario.kind == "steps" and not target.is_kaiwa:
                     continue
                 result = await run_scenario(target, scenario, round_no)
                 per_target[target.name].append(result)
@@ -449,6 +476,12 @@ async def run_all(
 
 
 def _brief(r: dict[str, float]) -> str:
+    if any("|ms" in key for key in r):
+        return ", ".join(
+            f"{key[:-3]}: {r[key[:-3] + '|queries']:.0f} queries, {r[key]:.3f} ms/item"
+            for key in r
+            if key.endswith("|ms")
+        )
     if "storm_connections" in r:
         text = (
             f"storm: {int(r['storm_connections'])} ready, {int(r['storm_failures'])} failed, "

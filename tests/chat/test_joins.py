@@ -1,0 +1,85 @@
+"""Group admission (kaiwa.chat.joins) and shared room creation (kaiwa.chat.writer)."""
+
+import asyncio
+
+import pytest
+from channels.db import database_sync_to_async
+from rest_framework.authtoken.models import Token
+
+from kaiwa.chat import services
+from kaiwa.chat.errors import NotAuthenticated, RoomForbidden
+from kaiwa.chat.joins import Admitter
+from kaiwa.chat.models import Membership, Room
+from kaiwa.chat.writer import MessageWriter
+from tests.factories import MembershipFactory, RoomFactory, UserFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+async def people():
+    def make():
+        users = [UserFactory(username=f"u{i}") for i in range(6)]
+        tokens = [Token.objects.create(user=u).key for u in users]
+        RoomFactory(slug="lobby")
+        MembershipFactory(room=RoomFactory(slug="secret", private=True), user=users[0])
+        return users, tokens
+
+    return await database_sync_to_async(make)()
+
+
+async def test_concurrent_joins_are_admitted_in_few_calls(people, monkeypatch):
+    users, tokens = people
+    calls = []
+    real = services.room_admit_batch
+
+    def counting(*, admissions):
+        calls.append(len(admissions))
+        return real(admissions=admissions)
+
+    monkeypatch.setattr(services, "room_admit_batch", counting)
+    admitter = Admitter(asyncio.get_running_loop())
+    results = await asyncio.gather(
+        *(admitter.admit(services.Admission(slug="lobby", token=t)) for t in tokens)
+    )
+    assert [user.username for user, _ in results] == [u.username for u in users]
+    assert all(room.slug == "lobby" and room.read_seq is None for _, room in results)
+    assert sum(calls) == 6 and len(calls) < 6  # batched
+
+
+async def test_each_join_of_a_batch_gets_its_own_answer(people):
+    users, tokens = people
+    admitter = Admitter(asyncio.get_running_loop())
+    asks = [
+        services.Admission(slug="secret", token=tokens[0]),  # a member
+        services.Admission(slug="secret", token=tokens[1]),  # a stranger
+        services.Admission(slug="lobby", token="no-such-token"),
+        services.Admission(slug="new-room", token=tokens[2]),
+        services.Admission(slug="dm-1-2", token=tokens[3]),
+    ]
+    results = await asyncio.gather(*(admitter.admit(a) for a in asks), return_exceptions=True)
+    assert results[0][1].slug == "secret" and results[0][1].read_seq == 0
+    assert isinstance(results[1], RoomForbidden)
+    assert isinstance(results[2], NotAuthenticated)
+    assert results[3] == (users[2], None)  # to be created by the writer
+    assert isinstance(results[4], RoomForbidden)
+
+
+async def test_joiners_of_a_new_room_share_one_creation(people, monkeypatch):
+    users, _ = people
+    calls = []
+    real = services.room_create_batch
+
+    def counting(*, slugs):
+        calls.append(sorted(slugs))
+        return real(slugs=slugs)
+
+    monkeypatch.setattr(services, "room_create_batch", counting)
+    writer = MessageWriter(asyncio.get_running_loop())
+    rooms = await asyncio.gather(*(writer.create_room(s) for s in ["a", "b", "a", "a", "lobby"]))
+    assert [r.slug for r in rooms] == ["a", "b", "a", "a", "lobby"]
+    assert calls == [["a", "b", "lobby"]]
+    await asyncio.gather(*(writer.add_member(rooms[0].pk, u.pk) for u in users))
+    count = database_sync_to_async(Membership.objects.filter(room__slug="a").count)
+    assert await count() == len(users)
+    assert await database_sync_to_async(Room.objects.filter(slug="a").count)() == 1
