@@ -301,6 +301,9 @@ KAIWA_RATE_STRIKES = env_int("KAIWA_RATE_STRIKES", 10)
 KAIWA_CONNECT_RATE_PER_IP = env_float("KAIWA_CONNECT_RATE_PER_IP", 10.0)
 KAIWA_CONNECT_BURST_PER_IP = env_int("KAIWA_CONNECT_BURST_PER_IP", 100)
 KAIWA_MAX_CONNECTIONS_PER_USER = env_int("KAIWA_MAX_CONNECTIONS_PER_USER", 20)
+# Every socket re-checks its session or token and room this often (seconds),
+# behind the revocation events (kaiwa.chat.signals); 0 turns it off.
+KAIWA_REVALIDATE_SECONDS = env_float("KAIWA_REVALIDATE_SECONDS", 300.0)
 
 LOGGING = {
     "version": 1,

@@ -5,9 +5,11 @@ The consumer decodes and validates frames and calls services; the fan-out hub
 """
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 import secrets
+from importlib import import_module
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -16,12 +18,13 @@ from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.db import DataError
 from django.db import Error as DatabaseError
 
 from kaiwa.accounts.middleware import BEARER_TOKEN_KEY
 
 from . import db, fanout, frames, limits, selectors, services
-from .errors import ChatError, RoomForbidden, Unavailable
+from .errors import ChatError, NotAuthenticated, RoomForbidden, Unavailable
 from .fanout import RAW_SEND_KEY, Outbox, OutboxOverflow, RoomFeed, get_hub
 from .joins import get_admitter
 from .models import Room
@@ -37,6 +40,7 @@ CLOSE_TOO_SLOW = 4408
 # it once it reads again. Longer than uvicorn's keepalive (20 s ping + 20 s
 # pong timeout), which fails a connection whose client reads nothing at all.
 CLOSE_TIMEOUT_SECONDS = 60.0
+SESSION_ENGINE = import_module(settings.SESSION_ENGINE)
 
 # Socket ids are unique across processes (they name the origin of a user
 # event that crosses the channel layer): this process's random prefix and a
@@ -134,6 +138,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
             settings.KAIWA_OUTBOUND_MAX_MESSAGES,
             settings.KAIWA_OUTBOUND_MAX_BYTES,
         )
+        self.room_slug = ""
+        self.user_id: int | None = None
+        self.session_key: str | None = None
+        self.admission: services.Admission | None = None  # the credentials of the join
         self.socket_slot: int | None = None  # user id whose per-user socket slot we hold
         self.sender_limit = limits.SenderLimit(f"guest:{self.socket_id}")
         # Accepted through the server's own send: Channels' session wrapper
@@ -169,13 +177,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
         with the other joins of the moment (kaiwa.chat.joins); a new room or
         membership is written by the write thread."""
         user = self.scope.get("user")  # set when the stack resolved it already
-        admission = services.Admission(
+        session = self.scope.get("session")
+        self.session_key = session.session_key if session is not None else None
+        self.admission = services.Admission(
             slug=slug,
             user=user if user is not None and user.is_authenticated else None,
-            session=self.scope.get("session"),
+            session=session,
             token=self.scope.get(BEARER_TOKEN_KEY),
         )
-        self.user, room = await get_admitter().admit(admission)
+        self.user, room = await get_admitter().admit(self.admission)
         if room is None:
             room = await get_writer().create_room(slug)
             if room.private:  # made private (or a DM) by someone else meanwhile
@@ -183,7 +193,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if self.user is not None and room.read_seq is None:
             await get_writer().add_member(room.pk, self.user.pk)
         self.room = room
+        self.room_slug = room.slug
         if self.user is not None:
+            self.user_id = self.user.pk
             self.scope["user"] = self.user
             self.username = self.user.username
             self.read_seq = room.read_seq or 0
@@ -239,6 +251,39 @@ class ChatConsumer(AsyncWebsocketConsumer):
         for seq, frame in self.early:
             self.deliver(seq, frame)
         self.early = []
+
+    # --- access, re-checked (kaiwa.chat.signals, Hub.revalidate_all) ------------
+
+    async def revalidate(self) -> None:
+        """Re-run this socket's admission with the credentials of its join (a
+        fresh session load, the token, the room's privacy and membership);
+        close it with 4401, 4403 or 4404 when it would be refused now. A
+        database error leaves it open (the next check retries)."""
+        if self.closing or self.admission is None:
+            return
+        admission = self.admission
+        if admission.session is not None:  # read the session afresh
+            admission = dataclasses.replace(
+                admission, session=SESSION_ENGINE.SessionStore(self.session_key)
+            )
+        try:
+            user, room = await get_admitter().admit(admission)
+        except ChatError as exc:
+            logger.info("socket %s: access revoked (%s)", self.socket_id, exc.code)
+            await self._close(exc.close_code)
+            return
+        except Exception:
+            logger.exception("socket %s: access check failed; kept open", self.socket_id)
+            return
+        if room is None:
+            await self._close(4404)
+        elif (user.pk if user is not None else None) != self.user_id:
+            await self._close(CLOSE_UNAUTHENTICATED)
+
+    async def revoke(self, code: int) -> None:
+        """Close with ``code``: this socket's credentials are no longer valid."""
+        logger.info("socket %s: credentials revoked, closing with %d", self.socket_id, code)
+        await self._close(code)
 
     # --- fed by the hub (must not block) --------------------------------------
 
@@ -304,8 +349,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 await self._read(data)
             else:
                 self._queue(frames.error_frame("bad_frame", f"Unknown frame type {kind!r}."))
+        except (NotAuthenticated, RoomForbidden) as exc:  # access lost: nothing stored
+            self._queue(frames.error_frame(exc.code, exc.detail))
+            await self._close(exc.close_code)
         except ChatError as exc:
             self._queue(frames.error_frame(exc.code, exc.detail))
+        except DataError:  # what validation missed and the database refused
+            logger.warning("a frame the database refused", exc_info=True)
+            self._queue(frames.error_frame("bad_frame", "The database refused this frame."))
         except DatabaseError:
             logger.exception("database unavailable")
             self._queue(frames.error_frame("unavailable", Unavailable().detail))

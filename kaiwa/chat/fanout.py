@@ -56,6 +56,13 @@ logger = logging.getLogger(__name__)
 
 ROOM_MESSAGE = "room.message"
 ROOM_FORGET = "room.forget"
+# Access may have changed: the sockets concerned re-run their admission
+# (``ChatConsumer.revalidate``) and close with 4401, 4403 or 4404 if it fails.
+# {"room": slug, "user": id or None} to a room's group; {"user": id} to USERS_GROUP.
+ROOM_REVALIDATE = "room.revalidate"
+USER_REVALIDATE = "user.revalidate"
+# A session ended (logout): {"user": id, "session": key}; its sockets close with 4401.
+SESSION_REVOKE = "session.revoke"
 # Scope key of the server's own ASGI send: fan-out frames skip the middleware
 # wrappers (Channels' session middleware inspects every message it forwards).
 RAW_SEND_KEY = "kaiwa.raw_send"
@@ -98,6 +105,15 @@ class Subscriber(Protocol):
         """Take the room frame ``frame`` of sequence number ``seq``; must not block."""
 
     socket_id: str
+    room_slug: str
+    user_id: int | None  # None for a guest
+    session_key: str | None
+
+    async def revalidate(self) -> None:
+        """Re-check the socket's access; close it if it has none any more."""
+
+    async def revoke(self, code: int) -> None:
+        """Close the socket with ``code`` (its credentials are no longer valid)."""
 
     def deliver_event(self, frame: str) -> None:
         """Take a frame addressed to the socket's user (e.g. ``read``)."""
@@ -355,6 +371,8 @@ class Hub:
         self._watcher: asyncio.Task[None] | None = None
         self._users_joined = False
         self._user_events: list[dict[str, Any]] = []  # bound for other processes
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._revalidator: asyncio.Task[None] | None = None
         self.process_id = secrets.token_hex(8)  # tells our own batches apart
 
     def _lock(self, group: str) -> asyncio.Lock:
@@ -374,6 +392,8 @@ class Hub:
         where ``publish_*`` deliver locally)."""
         if self._watcher is None:
             self._watcher = self.loop.create_task(self._watch())
+        if self._revalidator is None and settings.KAIWA_REVALIDATE_SECONDS > 0:
+            self._revalidator = self.loop.create_task(self.revalidate_all())
         if self.remote:
             await self.layer.group_add(group, await self._channel())
 
@@ -423,9 +443,54 @@ class Hub:
                 feed.forget(event["seq"])
         elif event.get("type") == USER_EVENT:
             self._deliver_user_event(event)
+        elif event.get("type") in (ROOM_REVALIDATE, USER_REVALIDATE, SESSION_REVOKE):
+            if event.get("process") != self.process_id:  # ours was applied when sent
+                self._apply_control(event)
         elif event.get("type") == USER_EVENTS and event.get("process") != self.process_id:
             for one in event["events"]:
                 self._deliver_user_event(one)
+
+    def _apply_control(self, event: dict[str, Any]) -> None:
+        """Revalidate or revoke the local sockets an access event concerns."""
+        kind, user, room = event["type"], event.get("user"), event.get("room")
+        sockets: list[Subscriber] = []
+        if kind == ROOM_REVALIDATE:
+            feed = self.feeds.get(room or "")
+            sockets = [s for s in (feed.subscribers if feed else ()) if user in (None, s.user_id)]
+        elif user is not None:
+            sockets = list(self.user_sockets.get(user, ()))
+        for socket in sockets:
+            if kind == SESSION_REVOKE:
+                if socket.session_key == event.get("session"):
+                    self.spawn(socket.revoke(4401))
+            else:
+                self.spawn(socket.revalidate())
+
+    def publish_control(self, group: str, event: dict[str, Any]) -> None:
+        """Apply an access event to this process's sockets now, and send it to
+        the others through ``group``."""
+        self._apply_control(event)
+        if self.remote:
+            remote = {**event, "process": self.process_id}
+            self.spawn(self._group_send(group, remote))
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coro`` as a task kept referenced until it is done (an
+        unreferenced task may be collected mid-run: asyncio.create_task's
+        documentation)."""
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def revalidate_all(self) -> None:
+        """Every KAIWA_REVALIDATE_SECONDS, every local socket re-checks its
+        session or token and room (defence in depth behind the events; the
+        checks go through the admitter in batches of 500)."""
+        while True:
+            await asyncio.sleep(settings.KAIWA_REVALIDATE_SECONDS)
+            for feed in list(self.feeds.values()):
+                for socket in list(feed.subscribers):
+                    self.spawn(socket.revalidate())
 
     def _deliver_user_event(self, event: dict[str, Any]) -> None:
         origin = event.get("origin")
@@ -549,7 +614,7 @@ class Hub:
             logger.exception("group_send to %s failed", group)
 
     async def close(self) -> None:
-        for task in (self._reader, self._watcher):
+        for task in (self._reader, self._watcher, self._revalidator):
             if task is not None:
                 task.cancel()
         for feed in self.feeds.values():
@@ -624,6 +689,28 @@ def publish_forget(room_slug: str, seq: int) -> None:
     stored (its row was deleted), so that no feed serves it from memory."""
     event = {"type": ROOM_FORGET, "room": room_slug, "seq": seq}
     _publish(lambda hub: hub.publish_forget(event), room_group(room_slug), event)
+
+
+def _publish_control(group: str, event: dict[str, Any]) -> None:
+    _publish(lambda hub: hub.publish_control(group, event), group, event)
+
+
+def publish_room_revalidate(room_slug: str, user_id: int | None = None) -> None:
+    """Make the sockets in ``room_slug`` (only ``user_id``'s, when given), in
+    every process, re-check their access (call on commit)."""
+    event = {"type": ROOM_REVALIDATE, "room": room_slug, "user": user_id}
+    _publish_control(room_group(room_slug), event)
+
+
+def publish_user_revalidate(user_id: int) -> None:
+    """Make every socket of ``user_id``, in every process, re-check its access."""
+    _publish_control(USERS_GROUP, {"type": USER_REVALIDATE, "user": user_id})
+
+
+def publish_session_revoke(user_id: int, session_key: str) -> None:
+    """Close (4401) every socket of ``user_id`` signed in with session ``session_key``."""
+    event = {"type": SESSION_REVOKE, "user": user_id, "session": session_key}
+    _publish_control(USERS_GROUP, event)
 
 
 def publish_read(user_id: int, room_slug: str, seq: int, origin: str | None = None) -> None:

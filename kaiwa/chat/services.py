@@ -4,6 +4,7 @@ Each service runs under ``transaction.atomic`` and queues its broadcast with
 ``transaction.on_commit``, so nothing is broadcast that is not stored.
 """
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -222,27 +223,45 @@ def room_create_public(*, slug: str) -> Room:
         return Room.objects.get(slug=slug)
 
 
-def message_text_check(*, text: Any) -> str:
-    """Return ``text`` if it is a str of 1 to KAIWA_MAX_MESSAGE_CHARS characters.
+# Characters a text column cannot hold: NUL (PostgreSQL refuses it in text)
+# and lone UTF-16 surrogates (no UTF-8 encoding exists for them).
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
-    Raises MessageInvalid with code ``bad_frame`` (not a string, empty) or
-    ``too_long``.
+
+def text_storable_check(*, value: str, name: str) -> str:
+    """Return ``value`` if a database can store it; raises MessageInvalid
+    (``bad_frame``) for a NUL character or a lone surrogate, which PostgreSQL
+    refuses: checked before a post joins a batch, so one bad message cannot
+    fail the others stored with it."""
+    if UNSTORABLE.search(value):
+        raise MessageInvalid(
+            f"'{name}' holds a character that cannot be stored (NUL or a lone surrogate).",
+            code="bad_frame",
+        )
+    return value
+
+
+def message_text_check(*, text: Any) -> str:
+    """Return ``text`` if it is a str of 1 to KAIWA_MAX_MESSAGE_CHARS storable characters.
+
+    Raises MessageInvalid with code ``bad_frame`` (not a string, empty, a NUL
+    or a lone surrogate) or ``too_long``.
     """
     if not isinstance(text, str) or not text:
         raise MessageInvalid("'message' must be a non-empty string.", code="bad_frame")
     limit = settings.KAIWA_MAX_MESSAGE_CHARS
     if len(text) > limit:
         raise MessageInvalid(f"'message' is longer than {limit} characters.", code="too_long")
-    return text
+    return text_storable_check(value=text, name="message")
 
 
 def client_id_check(*, client_id: Any) -> str | None:
-    """Return ``client_id`` (None, or a str of 1 to 64 characters); raises MessageInvalid."""
+    """Return ``client_id`` (None, or a str of 1 to 64 storable characters); raises MessageInvalid."""
     if client_id is None:
         return None
     if not isinstance(client_id, str) or not 1 <= len(client_id) <= 64:
         raise MessageInvalid("'client_id' must be a string of 1 to 64 characters.")
-    return client_id
+    return text_storable_check(value=client_id, name="client_id")
 
 
 @dataclass(frozen=True)
@@ -278,30 +297,39 @@ def message_create(
         client_id=client_id_check(client_id=client_id),
     )
     try:
-        return message_create_batch(posts=[post])[0]
+        (result,) = message_create_batch(posts=[post])
     except IntegrityError:
         # The same client_id committed by a concurrent request: this time the
         # lookup finds it and returns the original.
-        return message_create_batch(posts=[post])[0]
+        (result,) = message_create_batch(posts=[post])
+    if isinstance(result, ChatError):
+        raise result
+    return result
 
 
-def message_create_batch(*, posts: Sequence[Post]) -> list[tuple[Message, bool]]:
+def message_create_batch(*, posts: Sequence[Post]) -> list[tuple[Message, bool] | ChatError]:
     """Store checked ``posts`` in one transaction (group commit), in order.
 
     Each room's ``last_seq`` is raised once by its number of new messages
     under the room's row lock (rooms locked in id order, so concurrent
     batches cannot deadlock), which keeps ``seq`` gapless and in post order.
     A post whose ``client_id`` its author already used in that room (before,
-    or earlier in the batch) gets the original message back.
+    or earlier in the batch) gets the original message back. A post whose
+    author may not post any more (``_posts_refused``: deactivated, or no
+    longer a member of a private room) is not stored.
 
-    Returns one ``(message, created)`` per post. Each new message is
-    broadcast on commit. Database errors propagate and store nothing.
+    Returns one ``(message, created)`` per post, or the ChatError of a
+    refused post. Each new message is broadcast on commit. Database errors
+    propagate and store nothing.
     """
     first_use: dict[tuple[int, str, str | None], int] = {}  # client_id key -> post index
     fresh: dict[int, list[int]] = {}  # room id -> indexes of posts to insert
     with transaction.atomic():
-        originals = _messages_by_client_id(posts)
+        refused = _posts_refused(posts)
+        originals = _messages_by_client_id([p for i, p in enumerate(posts) if i not in refused])
         for index, post in enumerate(posts):
+            if index in refused:
+                continue
             key = (post.room.pk, post.username, post.client_id)
             if post.client_id is not None:
                 if key in originals or key in first_use:
@@ -312,16 +340,49 @@ def message_create_batch(*, posts: Sequence[Post]) -> list[tuple[Message, bool]]
         for message in created.values():
             transaction.on_commit(partial(fanout.publish_message, message, message.room.slug))
             notifications.missed_messages_queue(message=message)  # mentions and DMs: email rows
-    results = []
+    results: list[tuple[Message, bool] | ChatError] = []
     for index, post in enumerate(posts):
         key = (post.room.pk, post.username, post.client_id)
-        if index in created:
+        if index in refused:
+            results.append(refused[index])
+        elif index in created:
             results.append((created[index], True))
         elif key in originals:
             results.append((originals[key], False))
         else:  # the same client_id earlier in this batch
             results.append((created[first_use[key]], False))
     return results
+
+
+def _posts_refused(posts: Sequence[Post]) -> dict[int, ChatError]:
+    """``{index: error}`` of the posts whose author may not post any more:
+    a deactivated (or deleted) user (NotAuthenticated), or anyone not a
+    member of a room that is private now (RoomForbidden).
+
+    Read in the batch's transaction: a revocation committed before it is
+    never missed, whether or not the author's socket has been closed yet
+    (``kaiwa.chat.signals``). Two queries, three when a room is private.
+    """
+    room_ids = {p.room.pk for p in posts}
+    user_ids = {p.user.pk for p in posts if p.user is not None}
+    private = set(Room.objects.filter(pk__in=room_ids, private=True).values_list("pk", flat=True))
+    active: set[int] = set()
+    members: set[tuple[int, int]] = set()
+    if user_ids:
+        users = get_user_model().objects.filter(pk__in=user_ids, is_active=True)
+        active = set(users.values_list("pk", flat=True))
+        if private:
+            rows = Membership.objects.filter(room_id__in=private, user_id__in=user_ids)
+            members = set(rows.values_list("room_id", "user_id"))
+    refused: dict[int, ChatError] = {}
+    for index, post in enumerate(posts):
+        if post.user is not None and post.user.pk not in active:
+            refused[index] = NotAuthenticated("Your account is no longer active.")
+        elif post.room.pk in private and (
+            post.user is None or (post.room.pk, post.user.pk) not in members
+        ):
+            refused[index] = RoomForbidden("This room is private.")
+    return refused
 
 
 def _messages_by_client_id(posts: Sequence[Post]) -> dict[tuple[int, str, str | None], Any]:

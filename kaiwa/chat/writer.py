@@ -23,9 +23,10 @@ import logging
 from functools import partial
 from typing import Any
 
-from django.db import IntegrityError
+from django.db import DataError, IntegrityError
 
 from . import db, services
+from .errors import ChatError
 from .models import Message, Room
 
 logger = logging.getLogger(__name__)
@@ -121,9 +122,10 @@ class MessageWriter:
         store = partial(db.run_write, services.message_create_batch)
         try:
             results = await store(posts=[post for post, _ in batch])
-        except IntegrityError:
-            # Another process stored the same client_id meanwhile: one by one,
-            # so that only the post concerned sees the error.
+        except (IntegrityError, DataError):
+            # Another process stored the same client_id meanwhile, or one post
+            # holds what the database refuses: one by one, so that only the
+            # post concerned sees the error.
             for item in batch:
                 await self._store_one(store, item)
             return
@@ -133,7 +135,11 @@ class MessageWriter:
                     future.set_exception(exc)
             return
         for (_, future), result in zip(batch, results, strict=True):
-            if not future.done():
+            if future.done():
+                continue
+            if isinstance(result, ChatError):  # refused: the author may not post
+                future.set_exception(result)
+            else:
                 future.set_result(result)
 
     async def _store_one(self, store: Any, item: tuple[services.Post, asyncio.Future[Any]]) -> None:
@@ -144,7 +150,11 @@ class MessageWriter:
             if not future.done():
                 future.set_exception(exc)
             return
-        if not future.done():
+        if future.done():
+            return
+        if isinstance(result, ChatError):
+            future.set_exception(result)
+        else:
             future.set_result(result)
 
 

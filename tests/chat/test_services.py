@@ -88,6 +88,8 @@ def test_client_id_is_scoped_to_the_author(alice, bob):
         (42, "bad_frame"),
         (["x"], "bad_frame"),
         ("x" * 4001, "too_long"),
+        ("a NUL \x00 inside", "bad_frame"),
+        ("a lone surrogate \ud800", "bad_frame"),
     ],
 )
 def test_message_create_rejects_bad_text(alice, text, code):
@@ -219,3 +221,14 @@ def test_message_create_batch_dedupes_client_ids_within_and_across_batches(alice
     assert [(m.seq, created) for m, created in results] == [(1, False), (2, True), (2, False)]
     assert results[0][0].pk == first.pk
     assert Message.objects.count() == 2
+
+
+@pytest.mark.parametrize("client_id", ["c-\x00", "\udfff"])
+def test_client_id_with_unstorable_characters_is_refused(alice, client_id):
+    room = services.room_join(user=alice, slug="lobby")
+    with pytest.raises(MessageInvalid) as info:
+        services.message_create(
+            room=room, user=alice, username="alice", text="hi", client_id=client_id
+        )
+    assert info.value.code == "bad_frame"
+    assert not Message.objects.exists()

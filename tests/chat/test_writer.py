@@ -82,3 +82,25 @@ async def test_an_integrity_error_retries_posts_one_by_one(lobby, monkeypatch):
     )
     assert [r[0].text for r in (results[0], results[2])] == ["a", "c"]
     assert isinstance(results[1], IntegrityError)
+
+
+async def test_a_batch_the_database_refuses_is_retried_one_by_one(lobby, monkeypatch):
+    from django.db import DataError
+
+    alice, room = lobby
+    real = services.message_create_batch
+
+    def picky(*, posts):  # as PostgreSQL refuses a whole batch for one bad row
+        if any(p.text == "poison" for p in posts):
+            raise DataError("invalid byte sequence")
+        return real(posts=posts)
+
+    monkeypatch.setattr(services, "message_create_batch", picky)
+    writer = MessageWriter(asyncio.get_running_loop())
+    texts = ["m0", "m1", "poison", "m3"]
+    results = await asyncio.gather(
+        *(writer.submit(post(room, alice, t)) for t in texts), return_exceptions=True
+    )
+    assert isinstance(results[2], DataError)
+    stored = [(m.seq, m.text) for m, _ in (results[0], results[1], results[3])]
+    assert stored == [(1, "m0"), (2, "m1"), (3, "m3")]  # others stored, seq gapless

@@ -181,3 +181,31 @@ async def test_client_id_retry_on_the_other_process_returns_the_original(cluster
     for client in (on_a, on_b, watcher):
         await client.ping()
         await client.close()
+
+
+async def test_a_nul_byte_in_one_post_fails_only_that_post_on_postgresql(cluster, tokens):
+    a, _ = cluster
+    room = room_name()
+    clients = [await Client.join(a, room, token=tokens[name]) for name in USERS]
+    texts = ["one", "two", "bad \x00 byte", "four"]
+    await asyncio.gather(
+        *(
+            c.say(t, client_id=f"nul-{i}")
+            for i, (c, t) in enumerate(zip(clients, texts, strict=True))
+        )
+    )
+    error = await clients[2].recv()
+    while error["type"] == "message":  # the others' messages may come first
+        error = await clients[2].recv()
+    assert error["type"] == "error" and error["code"] == "bad_frame", error
+    assert "NUL" in error["detail"]
+    async with Rest(a, tokens["alice"]) as rest:
+        for _ in range(50):
+            stored = await rest.list_messages(room)
+            if len(stored) == 3:
+                break
+            await asyncio.sleep(0.1)
+    assert sorted(m["message"] for m in stored) == ["four", "one", "two"]
+    assert [m["seq"] for m in stored] == [1, 2, 3]
+    for client in clients:
+        await client.close()

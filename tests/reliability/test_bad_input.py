@@ -120,6 +120,8 @@ def expected_answer(frame: Any, cids: dict[str, str]) -> tuple[Any, ...]:
             return ("error", "too_long")
         if cid is not None and (not isinstance(cid, str) or not 1 <= len(cid) <= 64):
             return ("error", "bad_frame")
+        if "\x00" in text or (cid is not None and "\x00" in cid):  # README: not storable
+            return ("error", "bad_frame")
         return ("message", cids.get(cid, text) if cid is not None else text, cid)
     if kind == "ping":
         return ("pong",)
@@ -255,6 +257,8 @@ CORPUS_ERRORS = [
     ('{"type": "MESSAGE", "message": "hi"}', "bad_frame"),
     ('{"type": "\\u0000"}', "bad_frame"),
     ('{"message": "\\ud800"}', "bad_json"),  # a lone surrogate is not Unicode text
+    ('{"message": "NUL \\u0000 inside"}', "bad_frame"),  # PostgreSQL cannot store it
+    ('{"message": "hi", "client_id": "c\\u0000"}', "bad_frame"),
 ]
 
 
