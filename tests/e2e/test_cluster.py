@@ -8,10 +8,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 
+import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from tests.e2e.wsclient import Client, Rest, check_message_frame, room_name
-from tests.kaiwa_process import KaiwaServer, create_users, services_env
+from tests.kaiwa_process import KaiwaServer, create_users, manage, password, services_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.services]
 
@@ -209,3 +211,114 @@ async def test_a_nul_byte_in_one_post_fails_only_that_post_on_postgresql(cluster
     assert [m["seq"] for m in stored] == [1, 2, 3]
     for client in clients:
         await client.close()
+
+
+# --- access revoked on open sockets, across processes ------------------------------------
+
+REVOKE_WAIT_SECONDS = 5.0  # measured: well under a second
+
+
+def fresh_user(server: KaiwaServer, name: str) -> str:
+    """A new user ``name``; returns his API token."""
+    create_users(server.env, name)
+    return server.token(name)
+
+
+async def session_cookie(server: KaiwaServer, name: str) -> tuple[httpx.AsyncClient, str]:
+    """Log ``name`` in through the login form of ``server``; returns the HTTP
+    client (holding the session) and the ``sessionid`` cookie."""
+    http = httpx.AsyncClient(base_url=server.http, trust_env=False, timeout=10)
+    await http.get("/accounts/login/")
+    answer = await http.post(
+        "/accounts/login/",
+        data={
+            "username": name,
+            "password": password(name),
+            "csrfmiddlewaretoken": http.cookies["csrftoken"],
+        },
+    )
+    assert answer.status_code == 302, answer.text
+    return http, http.cookies["sessionid"]
+
+
+async def closed_within(client: Client, seconds: float = REVOKE_WAIT_SECONDS) -> int | None:
+    """The close code the server sends within ``seconds`` (frames before it skipped)."""
+    try:
+        async with asyncio.timeout(seconds):
+            while True:
+                await client.ws.recv()
+    except ConnectionClosed as closed:
+        return closed.rcvd.code if closed.rcvd else None
+
+
+def shell(server: KaiwaServer, code: str) -> None:
+    """Run ORM code in a third process (as an operator's admin or shell would)."""
+    manage(server.env, "shell", "-c", "from django.contrib.auth.models import User\n"
+           "from kaiwa.chat.models import Membership, Room\n" + code)  # fmt: skip
+
+
+async def test_a_removed_member_is_closed_on_the_other_process(cluster, tokens):
+    a, b = cluster
+    token = fresh_user(a, "erin")
+    room = room_name("priv")
+    shell(a, f"r = Room.objects.create(slug={room!r}, private=True)\n"
+             f"Membership.objects.create(room=r, user=User.objects.get(username='erin'))")  # fmt: skip
+    on_b = await Client.join(b, room, token=token)
+    await asyncio.to_thread(
+        shell, a, f"Membership.objects.filter(room__slug={room!r}, user__username='erin').delete()"
+    )
+    assert await closed_within(on_b) == 4403
+
+
+async def test_a_room_made_private_closes_non_members_on_the_other_process(cluster, tokens):
+    a, b = cluster
+    room = room_name("pub")
+    stranger = await Client.join(b, room, token=fresh_user(a, "frank"))
+    member = await Client.join(a, room, token=tokens["alice"])
+    await asyncio.to_thread(
+        shell, a, f"Membership.objects.filter(room__slug={room!r}, user__username='frank').delete()\n"
+                  f"r = Room.objects.get(slug={room!r}); r.private = True; r.save()"
+    )  # fmt: skip
+    assert await closed_within(stranger) == 4403
+    await member.ping()  # alice, a member, stays
+    await member.close()
+
+
+async def test_a_deactivated_user_is_closed_on_every_process(cluster):
+    a, b = cluster
+    token = fresh_user(a, "grace")
+    room = room_name()
+    sockets = [await Client.join(server, room, token=token) for server in (a, b)]
+    await asyncio.to_thread(shell, a, "User.objects.filter(username='grace').update(is_active=False)\n"
+                            "u = User.objects.get(username='grace'); u.save()")  # fmt: skip
+    assert [await closed_within(s) for s in sockets] == [4401, 4401]
+    # Still refused when it comes back (its token belongs to an inactive user).
+    with pytest.raises(ConnectionClosed):
+        await Client.join(b, room, token=token)
+
+
+async def test_a_password_change_closes_the_users_session_sockets(cluster):
+    a, b = cluster
+    fresh_user(a, "heidi")
+    http, cookie = await session_cookie(a, "heidi")
+    room = room_name()
+    on_b = await Client.join(b, room, headers={"Cookie": f"sessionid={cookie}"})
+    await asyncio.to_thread(
+        shell, a, "u = User.objects.get(username='heidi'); u.set_password('x-new-pass-9'); u.save()"
+    )
+    assert await closed_within(on_b) == 4401
+    await http.aclose()
+
+
+async def test_logging_out_on_one_process_closes_the_sessions_socket_on_the_other(cluster):
+    a, b = cluster
+    fresh_user(a, "ivan")
+    http, cookie = await session_cookie(a, "ivan")
+    room = room_name()
+    on_b = await Client.join(b, room, headers={"Cookie": f"sessionid={cookie}"})
+    answer = await http.post(
+        "/accounts/logout/", headers={"X-CSRFToken": http.cookies["csrftoken"]}
+    )
+    assert answer.status_code in (200, 302), answer.text
+    assert await closed_within(on_b) == 4401
+    await http.aclose()

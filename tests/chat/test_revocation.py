@@ -1,0 +1,192 @@
+"""Access revoked on open sockets (kaiwa.chat.signals): each path closes the
+sockets concerned with 4401 or 4403, and nothing they post afterwards is stored."""
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.routing import URLRouter
+from channels.testing import WebsocketCommunicator
+from django.contrib.sessions.backends.db import SessionStore
+from django.db import connection
+from django.test import Client as HttpClient
+from rest_framework.authtoken.models import Token
+
+from kaiwa.accounts.middleware import BEARER_TOKEN_KEY
+from kaiwa.chat import services
+from kaiwa.chat.errors import NotAuthenticated, RoomForbidden
+from kaiwa.chat.models import Membership, Message, Room
+from kaiwa.chat.routing import websocket_urlpatterns
+from tests.factories import MembershipFactory, RoomFactory, UserFactory
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+
+app = URLRouter(websocket_urlpatterns)
+CLOSE_WAIT_SECONDS = 3  # the revocation reaches the socket well within it
+
+
+async def open_socket(path, token=None, session_key=None):
+    communicator = WebsocketCommunicator(app, path)
+    communicator.scope["session"] = SessionStore(session_key) if session_key else None
+    communicator.scope[BEARER_TOKEN_KEY] = token
+    connected, _ = await communicator.connect()
+    assert connected
+    while (await communicator.receive_json_from(timeout=5))["type"] != "ready":
+        pass
+    return communicator
+
+
+async def closed_with(communicator):
+    while True:
+        output = await communicator.receive_output(timeout=CLOSE_WAIT_SECONDS)
+        if output["type"] == "websocket.close":
+            return output.get("code")
+
+
+@pytest.fixture
+async def team():
+    def make():
+        alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
+        secret = RoomFactory(slug="secret", private=True)
+        for user in (alice, bob):
+            MembershipFactory(room=secret, user=user)
+        RoomFactory(slug="lobby")
+        tokens = {u.username: Token.objects.create(user=u).key for u in (alice, bob)}
+        return alice, bob, tokens
+
+    return await database_sync_to_async(make)()
+
+
+def session_of(user):
+    client = HttpClient()
+    client.force_login(user)
+    return client, client.cookies["sessionid"].value
+
+
+async def test_removing_a_membership_closes_his_sockets_in_that_room_with_4403(team):
+    alice, bob, tokens = team
+    bob_secret = await open_socket("/ws/chat/secret/", token=tokens["bob"])
+    bob_lobby = await open_socket("/ws/chat/lobby/", token=tokens["bob"])
+    alice_secret = await open_socket("/ws/chat/secret/", token=tokens["alice"])
+    await database_sync_to_async(Membership.objects.filter(user=bob, room__slug="secret").delete)()
+    assert await closed_with(bob_secret) == 4403
+    assert await bob_lobby.receive_nothing(timeout=0.5)  # his other room is untouched
+    assert await alice_secret.receive_nothing(timeout=0.1)
+    for communicator in (bob_lobby, alice_secret):
+        await communicator.disconnect()
+
+
+async def test_making_a_room_private_closes_non_members_with_4403(team):
+    alice, bob, tokens = team
+    bob_lobby = await open_socket("/ws/chat/lobby/", token=tokens["bob"])
+    alice_lobby = await open_socket("/ws/chat/lobby/", token=tokens["alice"])
+
+    def make_private():  # alice is a member (she joined), bob is not
+        room = Room.objects.get(slug="lobby")
+        Membership.objects.filter(room=room, user=bob).delete()  # public: he stays, for now
+        room.private = True
+        room.save()
+
+    await database_sync_to_async(make_private)()
+    assert await closed_with(bob_lobby) == 4403
+    assert await alice_lobby.receive_nothing(timeout=0.5)
+    await alice_lobby.disconnect()
+
+
+async def test_deactivating_a_user_closes_all_his_sockets_with_4401(team):
+    _, bob, tokens = team
+    sockets = [
+        await open_socket("/ws/chat/secret/", token=tokens["bob"]),
+        await open_socket("/ws/chat/lobby/", token=tokens["bob"]),
+    ]
+    bob.is_active = False
+    await database_sync_to_async(bob.save)()
+    assert [await closed_with(s) for s in sockets] == [4401, 4401]
+
+
+async def test_deleting_a_token_closes_its_sockets_with_4401(team):
+    _, _, tokens = team
+    socket = await open_socket("/ws/chat/lobby/", token=tokens["bob"])
+    await database_sync_to_async(Token.objects.filter(key=tokens["bob"]).delete)()
+    assert await closed_with(socket) == 4401
+
+
+async def test_a_password_change_closes_the_session_sockets_only(team):
+    _, bob, tokens = team
+    _, key = await database_sync_to_async(session_of)(bob)
+    by_session = await open_socket("/ws/chat/lobby/", session_key=key)
+    by_token = await open_socket("/ws/chat/lobby/", token=tokens["bob"])
+
+    def change_password():
+        bob.set_password("a-brand-new-password-123")
+        bob.save()
+
+    await database_sync_to_async(change_password)()
+    assert await closed_with(by_session) == 4401
+    assert await by_token.receive_nothing(timeout=0.5)  # the token is still valid
+    await by_token.disconnect()
+
+
+async def test_logging_out_closes_that_sessions_sockets_with_4401(team):
+    alice, _, _ = team
+    (client, key), (_, other_key) = [
+        await database_sync_to_async(session_of)(alice) for _ in range(2)
+    ]
+    logged_out = await open_socket("/ws/chat/lobby/", session_key=key)
+    other_session = await open_socket("/ws/chat/lobby/", session_key=other_key)
+    await database_sync_to_async(client.post)("/accounts/logout/")
+    assert await closed_with(logged_out) == 4401
+    assert await other_session.receive_nothing(timeout=0.5)
+    await other_session.disconnect()
+
+
+async def test_sockets_recheck_their_access_periodically(team, settings):
+    settings.KAIWA_REVALIDATE_SECONDS = 0.3
+    _, bob, tokens = team
+    socket = await open_socket("/ws/chat/secret/", token=tokens["bob"])
+
+    def remove_without_signals():  # as a raw SQL change would
+        with connection.cursor() as cursor:
+            cursor.execute("DELETE FROM chat_membership WHERE user_id = %s", [bob.pk])
+
+    await database_sync_to_async(remove_without_signals)()
+    assert await closed_with(socket) == 4403
+
+
+async def test_a_post_after_the_revocation_is_refused_before_the_socket_closes(team):
+    _, bob, tokens = team
+    socket = await open_socket("/ws/chat/secret/", token=tokens["bob"])
+    await database_sync_to_async(Membership.objects.filter(user=bob, room__slug="secret").update)(
+        room=await database_sync_to_async(Room.objects.get)(slug="lobby")
+    )  # no signal sent
+    await socket.send_json_to({"message": "still here?"})
+    error = await socket.receive_json_from(timeout=5)
+    assert (error["type"], error["code"]) == ("error", "forbidden")
+    assert await closed_with(socket) == 4403
+    assert not await database_sync_to_async(Message.objects.exists)()
+
+
+def test_the_write_batch_refuses_inactive_authors_and_strangers_to_private_rooms(db):
+    alice, bob = UserFactory(username="alice"), UserFactory(username="bob", is_active=False)
+    secret, lobby = RoomFactory(slug="secret", private=True), RoomFactory(slug="lobby")
+    MembershipFactory(room=secret, user=bob)
+    posts = [
+        services.Post(room=lobby, user=alice, username="alice", text="fine"),
+        services.Post(room=secret, user=alice, username="alice", text="not a member"),
+        services.Post(room=lobby, user=bob, username="bob", text="inactive"),
+        services.Post(room=secret, user=None, username="guest-1", text="a guest"),
+    ]
+    results = services.message_create_batch(posts=posts)
+    assert results[0][0].seq == 1
+    assert [type(r) for r in results[1:]] == [RoomForbidden, NotAuthenticated, RoomForbidden]
+    assert list(Message.objects.values_list("text", flat=True)) == ["fine"]
+    assert Room.objects.get(slug="secret").last_seq == 0  # no seq spent on a refused post
+
+
+async def test_revalidation_leaves_authorised_sockets_open(team):
+    _, _, tokens = team
+    socket = await open_socket("/ws/chat/secret/", token=tokens["bob"])
+    room = await database_sync_to_async(Room.objects.get)(slug="secret")
+    await database_sync_to_async(room.save)()  # a private room saved: everyone re-checks
+    assert await socket.receive_nothing(timeout=0.5)
+    await socket.send_json_to({"type": "ping"})
+    assert await socket.receive_json_from(timeout=5) == {"type": "pong"}
+    await socket.disconnect()
