@@ -1,11 +1,17 @@
 """Sign-up page and the API token endpoint."""
 
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
 from django.contrib.auth import login
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.contrib.auth import views as auth_views
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect, render
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.views import APIView
+
+from kaiwa.rest import StrictJSONParser
 
 from .forms import SignupForm
 from .services import token_issue
@@ -26,7 +32,7 @@ class TokenAPI(APIView):
 
     authentication_classes: list = []
     permission_classes: list = []
-    parser_classes = [JSONParser]
+    parser_classes = [StrictJSONParser]
 
     def post(self, request: Request) -> HttpResponse:
         try:
@@ -46,3 +52,27 @@ class TokenAPI(APIView):
                 {"code": "bad_credentials", "detail": "Wrong username or password."}, status=401
             )
         return JsonResponse({"token": token.key, "username": token.user.username})
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    """Django's password reset, with the link in the email built from
+    KAIWA_BASE_URL, never from the request's ``Host`` header (which a client
+    chooses: a reset link pointing at an attacker's host would hand him the
+    token)."""
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        """Send the email as Django does, with ``domain_override`` and
+        ``use_https`` from KAIWA_BASE_URL; redirect to the done page."""
+        base = urlsplit(settings.KAIWA_BASE_URL)
+        form.save(
+            domain_override=base.netloc,
+            use_https=base.scheme == "https",
+            token_generator=self.token_generator,
+            from_email=self.from_email,
+            email_template_name=self.email_template_name,
+            subject_template_name=self.subject_template_name,
+            request=self.request,
+            html_email_template_name=self.html_email_template_name,
+            extra_email_context=self.extra_email_context,
+        )
+        return HttpResponseRedirect(self.get_success_url())

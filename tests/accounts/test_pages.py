@@ -52,3 +52,18 @@ def test_foreign_private_room_page_is_not_found(alice, bob):
 def test_static_files_are_served(alice):
     client = Client()
     assert client.get("/static/chat/room.js").status_code == 200
+
+
+def test_password_reset_links_come_from_the_base_url_not_the_host_header(db, settings, mailoutbox):
+    from tests.factories import UserFactory
+
+    settings.KAIWA_BASE_URL = "https://chat.example.com"
+    settings.ALLOWED_HOSTS = ["127.0.0.1", "attacker.example"]
+    UserFactory(username="alice", email="alice@example.com")
+    answer = Client(HTTP_HOST="attacker.example").post(
+        "/accounts/password_reset/", {"email": "alice@example.com"}
+    )
+    assert answer.status_code == 302
+    (email,) = mailoutbox
+    assert "https://chat.example.com/accounts/reset/" in email.body
+    assert "attacker.example" not in email.body + email.subject

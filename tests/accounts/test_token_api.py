@@ -36,3 +36,13 @@ def test_it_rejects_bad_credentials(alice):
 def test_it_rejects_malformed_bodies(alice, body):
     answer = Client().post("/api/auth/token", body, content_type="application/json")
     assert answer.status_code == 400
+
+
+@pytest.mark.parametrize(
+    "body",
+    ['{"username": "\\ud800", "password": "x"}', "[" * 5000 + "]" * 5000, '{"username": '],
+)
+def test_bad_bodies_get_400_not_500(alice, body):
+    answer = Client().post("/api/auth/token", body, content_type="application/json")
+    assert answer.status_code == 400
+    assert answer.json()["code"] == "bad_request"

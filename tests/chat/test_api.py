@@ -186,3 +186,45 @@ def test_a_concurrent_duplicate_client_id_returns_the_original(alice, client_for
     )
     assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
     assert Message.objects.count() == 1
+
+
+# --- bad input never answers 500: {"code", "detail"} with 400 ----------------------------
+
+DEEP = "[" * 5000 + "]" * 5000
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/rooms/lobby/messages/", '{"message": "\\ud800"}'),
+        ("/api/rooms/lobby/messages/", '{"message": "hi", "client_id": "\\udfff"}'),
+        ("/api/rooms/lobby/messages/", '{"message": "hi", "\\ud800": 1}'),
+        ("/api/rooms/lobby/messages/", DEEP),
+        ("/api/rooms/lobby/messages/", '{"a":' * 5000 + "1" + "}" * 5000),
+        ("/api/dms/", '{"username": "\\ud800bob"}'),
+        ("/api/rooms/lobby/read", DEEP),
+    ],
+)
+def test_bodies_that_are_not_unicode_json_get_400_with_a_code(alice, client_for, path, body):
+    RoomFactory(slug="lobby")
+    services.room_join(user=alice, slug="lobby")
+    answer = client_for(alice).post(path, body, content_type="application/json")
+    assert answer.status_code == 400, answer.content
+    assert answer.json()["code"] == "bad_json" and answer.json()["detail"]
+    assert not Message.objects.exists()
+
+
+def test_a_nul_byte_in_a_rest_post_is_bad_frame(alice, client_for):
+    RoomFactory(slug="lobby")
+    services.room_join(user=alice, slug="lobby")
+    answer = client_for(alice).post(
+        "/api/rooms/lobby/messages/", '{"message": "a\\u0000b"}', content_type="application/json"
+    )
+    assert answer.status_code == 400
+    assert answer.json()["code"] == "bad_frame"
+
+
+def test_drf_errors_carry_a_protocol_code(alice, client_for):
+    assert APIClient().get("/api/rooms/").json()["code"] == "unauthenticated"
+    answer = client_for(alice).put("/api/rooms/", {}, format="json")
+    assert (answer.status_code, answer.json()["code"]) == (405, "bad_request")

@@ -1,0 +1,79 @@
+"""REST plumbing shared by the apps: strict JSON bodies and ``{"code", "detail"}`` errors.
+
+PROTOCOL.md section 5: errors over REST are ``{"code", "detail"}`` with the
+codes of the error frame. DRF answers its own errors (a malformed body, no
+credentials, an unknown method) with ``{"detail"}`` only; ``exception_handler``
+adds the code. ``StrictJSONParser`` refuses, with 400 and ``bad_json``, the
+bodies that Python's ``json`` accepts but that would end in a 500 further on:
+nesting deeper than the parser's recursion limit, and lone UTF-16 surrogates
+(``"\\ud800"``), which are not Unicode text and which no database can store
+(orjson refuses both on the WebSocket side alike).
+"""
+
+from typing import Any
+
+from rest_framework.exceptions import APIException, ParseError
+from rest_framework.parsers import JSONParser
+from rest_framework.response import Response
+
+# DRF's error codes -> PROTOCOL.md's (section 3's list, plus `unauthenticated`
+# and `bad_request` for what only HTTP has).
+PROTOCOL_CODES = {
+    "parse_error": "bad_json",
+    "unsupported_media_type": "bad_json",
+    "not_authenticated": "unauthenticated",
+    "authentication_failed": "unauthenticated",
+    "permission_denied": "forbidden",
+    "not_found": "not_found",
+    "method_not_allowed": "bad_request",
+    "not_acceptable": "bad_request",
+    "throttled": "rate_limited",
+    "invalid": "bad_frame",
+}
+
+
+def has_lone_surrogate(value: Any) -> bool:
+    """Whether any string in the JSON value ``value`` (keys included) holds a
+    lone surrogate (U+D800 to U+DFFF). Iterative: ``value`` may be nested as
+    deep as the parser allowed."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if any("\ud800" <= ch <= "\udfff" for ch in item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+class StrictJSONParser(JSONParser):
+    """DRF's JSON parser, answering ParseError (400, ``bad_json``) instead of
+    a 500 for bodies nested too deeply or holding lone surrogates."""
+
+    def parse(self, stream: Any, media_type: Any = None, parser_context: Any = None) -> Any:
+        try:
+            data = super().parse(stream, media_type, parser_context)
+        except RecursionError as exc:
+            raise ParseError("The JSON body is nested too deeply.") from exc
+        if has_lone_surrogate(data):
+            raise ParseError("The JSON body holds a lone surrogate: it is not Unicode text.")
+        return data
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's handler, with a PROTOCOL.md ``code`` beside every ``detail``."""
+    # Imported here: rest_framework.views reads the API settings, which name this module.
+    from rest_framework.views import exception_handler as drf_exception_handler
+
+    response = drf_exception_handler(exc, context)
+    if response is None or not isinstance(response.data, dict):
+        return response
+    if "code" not in response.data and isinstance(exc, APIException):
+        codes = exc.get_codes()
+        code = codes if isinstance(codes, str) else "bad_frame"
+        response.data = {"code": PROTOCOL_CODES.get(code, code), **response.data}
+    return response
