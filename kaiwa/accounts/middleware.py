@@ -2,10 +2,13 @@
 
 from importlib import import_module
 from typing import Any
+from urllib.parse import urlsplit
 
-from channels.security.websocket import AllowedHostsOriginValidator
+from channels.security.websocket import WebsocketDenier
 from channels.sessions import CookieMiddleware
 from django.conf import settings
+from django.http.request import split_domain_port, validate_host
+from django.utils.http import is_same_domain
 
 # Scope key of the handshake's ``Authorization: Bearer`` token (None without one).
 BEARER_TOKEN_KEY = "kaiwa.bearer_token"
@@ -21,16 +24,56 @@ def bearer_token(headers: list[tuple[bytes, bytes]]) -> str | None:
     return None
 
 
+def header(scope: dict, name: bytes) -> str | None:
+    """The first value of header ``name`` (lowercase bytes) in an ASGI scope, or None."""
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def origin_allowed(scope: dict, origin: str) -> bool:
+    """Django's CSRF origin check (``CsrfViewMiddleware._origin_verified``)
+    for a WebSocket handshake: ``origin`` must be the site's own origin
+    (scheme, host and port of the handshake: ``ws`` as ``http``, ``wss`` as
+    ``https``, the ``Host`` header in ALLOWED_HOSTS) or one of
+    CSRF_TRUSTED_ORIGINS (``https://*.example.com`` patterns included).
+
+    Host names alone are not enough (Channels' ``AllowedHostsOriginValidator``):
+    a page on another port or scheme of the same host would otherwise open a
+    socket with the victim's cookie, which is sent whatever the port.
+    """
+    host = header(scope, b"host") or ""
+    domain, _ = split_domain_port(host)
+    secure = scope.get("scheme") in ("wss", "https")
+    own = f"{'https' if secure else 'http'}://{host}"
+    if domain and validate_host(domain, settings.ALLOWED_HOSTS) and origin == own:
+        return True
+    trusted = settings.CSRF_TRUSTED_ORIGINS
+    if origin in [o for o in trusted if "*" not in o]:
+        return True
+    try:
+        parsed = urlsplit(origin)
+    except ValueError:
+        return False
+    patterns = [urlsplit(o) for o in trusted if "*" in o]
+    return any(
+        p.scheme == parsed.scheme and is_same_domain(parsed.netloc, p.netloc.lstrip("*"))
+        for p in patterns
+    )
+
+
 def BrowserOriginValidator(application: Any) -> Any:  # noqa: N802 (wraps like Channels' own)
-    """``AllowedHostsOriginValidator`` for browsers; a client that sends no
+    """Refuse (HTTP 403) a browser handshake whose ``Origin`` is not the site's
+    own origin or a trusted one (``origin_allowed``). A client that sends no
     ``Origin`` (a bot, a load generator) is not a browser and cannot be the
     victim of cross-site WebSocket hijacking, so it passes."""
-    checked = AllowedHostsOriginValidator(application)
 
     async def validator(scope: dict, receive: Any, send: Any) -> Any:
-        if not any(name.lower() == b"origin" for name, _ in scope.get("headers", [])):
+        origin = header(scope, b"origin")
+        if origin is None or origin_allowed(scope, origin):
             return await application(scope, receive, send)
-        return await checked(scope, receive, send)
+        return await WebsocketDenier()(scope, receive, send)  # one per socket: it keeps state
 
     return validator
 

@@ -278,3 +278,41 @@ def test_room_page_coalesces_read_frames(kaiwa_server, new_context):
     assert reads[-1][1] == seqs[-1]  # the latest seq is reported in the end
     gaps = [b[0] - a[0] for a, b in zip(reads, reads[1:], strict=False)]
     assert all(gap >= 990 for gap in gaps), reads  # at most one a second
+
+
+# 5. Cross-origin WebSocket from another port of the same host ------------------
+
+ATTACK_PAGE = """<!doctype html><title>elsewhere</title><script>
+window.__result = null;
+const ws = new WebSocket("ws://127.0.0.1:%(port)d/ws/chat/room1/");
+ws.onmessage = (e) => { window.__result = "read: " + e.data; };
+ws.onclose = (e) => { window.__result = window.__result || "closed " + e.code; };
+</script>"""
+
+
+def test_a_page_on_another_port_cannot_use_the_users_cookie(kaiwa_server, new_context, tmp_path):
+    import functools
+    import http.server
+    import socket
+    import threading
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        other_port = probe.getsockname()[1]
+    (tmp_path / "attack.html").write_text(ATTACK_PAGE % {"port": kaiwa_server.port})
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", other_port), handler)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        context = new_context()
+        log_in(context, kaiwa_server, "bob")  # bob's session cookie, valid for 127.0.0.1
+        page = context.new_page()
+        page.goto(f"http://127.0.0.1:{other_port}/attack.html")
+        page.wait_for_function("window.__result !== null", timeout=WAIT_MS)
+        result = page.evaluate("window.__result")
+        assert result.startswith("closed"), result  # refused at the handshake: nothing read
+        # The same socket from Kaiwa's own page works (the cookie itself is fine).
+        page.goto(kaiwa_server.http + "/chat/room1/")
+        wait_live(page)
+    finally:
+        other.shutdown()
