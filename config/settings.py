@@ -306,6 +306,9 @@ KAIWA_MAX_CONNECTIONS_PER_USER = env_int("KAIWA_MAX_CONNECTIONS_PER_USER", 20)
 # behind the revocation events (kaiwa.chat.signals); 0 turns it off.
 KAIWA_REVALIDATE_SECONDS = env_float("KAIWA_REVALIDATE_SECONDS", 300.0)
 
+# The debug page and error emails mask URL-shaped secrets (DATABASE_URL ...) too.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "kaiwa.errors.KaiwaExceptionReporterFilter"
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -73,3 +73,16 @@ def test_redis_url_selects_redis_for_channels_and_celery(tmp_path):
         "redis://127.0.0.1:6379/3",
         "False",
     ]
+
+
+def test_error_reports_mask_url_shaped_secrets(rf, settings):
+    from django.views.debug import get_default_exception_reporter_filter
+
+    settings.DATABASE_URL = "postgres://kaiwa:db-password@db:5432/kaiwa"
+    settings.REDIS_URL = "redis://:redis-password@redis:6379/0"
+    settings.EMAIL_URL = "smtp://mailer:mail-password@smtp:587"
+    settings.CELERY_BROKER_URL = "amqp://rabbit:broker-password@mq//"
+    shown = str(get_default_exception_reporter_filter().get_safe_settings())
+    for secret in ("db-password", "redis-password", "mail-password", "broker-password"):
+        assert secret not in shown
+    assert "DATABASE_URL" in shown  # named, with its value masked
