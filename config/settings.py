@@ -287,6 +287,7 @@ KAIWA_LISTEN_BACKLOG = env_int("KAIWA_LISTEN_BACKLOG", 4096)
 # the address links in emails point to.
 KAIWA_EMAIL_BATCH_SECONDS = env_float("KAIWA_EMAIL_BATCH_SECONDS", 120.0)
 KAIWA_EMAIL_SWEEP_SECONDS = env_float("KAIWA_EMAIL_SWEEP_SECONDS", 30.0)
+KAIWA_EMAIL_MAX_MESSAGES = env_int("KAIWA_EMAIL_MAX_MESSAGES", 50)
 KAIWA_BASE_URL = os.environ.get("KAIWA_BASE_URL", "").rstrip("/") or "http://127.0.0.1:8000"
 CELERY_BEAT_SCHEDULE = {
     "missed-message-emails-sweep": {

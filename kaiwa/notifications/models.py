@@ -37,7 +37,7 @@ class MissedMessage(models.Model):
         NOT_MEMBER = "not_member"  # the user left the room
         INACTIVE = "inactive"  # the user was deactivated
         NO_ADDRESS = "no_address"  # the user has no email address
-        REFUSED = "refused"  # the SMTP server refused the address
+        REFUSED = "refused"  # the SMTP server refused the address or, for good, the email
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="missed_messages"

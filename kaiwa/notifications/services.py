@@ -186,14 +186,33 @@ def _missed_message_email_deliver(
     except smtplib.SMTPRecipientsRefused:
         # A permanent answer about this address: retrying cannot help.
         logger.warning("missed-message email to %s refused; %d rows skipped", user.pk, len(rows))
-        record.delete()
-        for row in rows:
-            row.skip_reason = MissedMessage.Skip.REFUSED
-        _missed_messages_mark(rows=rows, state=MissedMessage.State.SKIPPED)
+        _missed_message_email_refused(record=record, rows=rows)
+        return None
+    except smtplib.SMTPResponseException as exc:
+        if exc.smtp_code < 500:  # 4xx: temporary, the task retries
+            raise
+        # 5xx (552 too large, 554 rejected ...): permanent for this email. Give
+        # it up, so that it never blocks the user's next notifications.
+        logger.warning(
+            "missed-message email to %s refused for good (%d %r); %d rows skipped",
+            user.pk,
+            exc.smtp_code,
+            exc.smtp_error,
+            len(rows),
+        )
+        _missed_message_email_refused(record=record, rows=rows)
         return None
     _missed_messages_mark(rows=rows, state=MissedMessage.State.SENT, email=record)
     logger.info("missed-message email %s: %d messages to user %s", record.pk, len(rows), user.pk)
     return record
+
+
+def _missed_message_email_refused(*, record: MissedMessageEmail, rows: list[MissedMessage]) -> None:
+    """Forget the email the SMTP server refused for good; its rows are skipped."""
+    record.delete()
+    for row in rows:
+        row.skip_reason = MissedMessage.Skip.REFUSED
+    _missed_messages_mark(rows=rows, state=MissedMessage.State.SKIPPED)
 
 
 def missed_message_email_build(*, user: Any, rows: list[MissedMessage]) -> EmailMultiAlternatives:
@@ -202,11 +221,18 @@ def missed_message_email_build(*, user: Any, rows: list[MissedMessage]) -> Email
     Subject, text and HTML bodies come from the templates
     ``notifications/missed_messages_subject.txt``, ``.txt`` and ``.html``;
     links point to KAIWA_BASE_URL. The ``Message-ID`` depends only on the user
-    and the batch's first row, so a resent batch carries the same one.
+    and the batch's first row, so a resent batch carries the same one. At
+    most KAIWA_EMAIL_MAX_MESSAGES messages are listed, so that an email stays
+    far below mail servers' size limits (SMTP 552); the rest are counted, with
+    a link to each of their rooms.
     """
     base_url = settings.KAIWA_BASE_URL
+    listed, unlisted = (
+        rows[: settings.KAIWA_EMAIL_MAX_MESSAGES],
+        rows[settings.KAIWA_EMAIL_MAX_MESSAGES :],
+    )
     rooms: OrderedDict[int, dict[str, Any]] = OrderedDict()
-    for row in rows:
+    for row in listed:
         message = row.message
         assert message is not None  # re-checked
         room = message.room
@@ -224,12 +250,19 @@ def missed_message_email_build(*, user: Any, rows: list[MissedMessage]) -> Email
         )
         group["messages"].append(message)
     authors = list(dict.fromkeys(m.username for g in rooms.values() for m in g["messages"]))
+    more_rooms = {
+        row.message.room.slug: f"{base_url}/chat/{row.message.room.slug}/"
+        for row in unlisted
+        if row.message is not None
+    }
     context = {
         "user": user,
         "count": len(rows),
         "rooms": list(rooms.values()),
         "authors": authors,
         "base_url": base_url,
+        "more": len(unlisted),
+        "more_rooms": list(more_rooms.items()),
     }
     subject = " ".join(
         render_to_string("notifications/missed_messages_subject.txt", context).split()

@@ -34,3 +34,17 @@ class FlakyBackend(BaseEmailBackend):
             raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
         FlakyBackend.outbox.extend(email_messages)
         return len(email_messages)
+
+
+class TooLargeBackend(BaseEmailBackend):
+    """The server refuses the email itself with ``code`` (552: too large, for good;
+    452: out of storage, for now)."""
+
+    code = 552
+
+    def send_messages(self, email_messages: Sequence[Any]) -> int:
+        raise smtplib.SMTPDataError(self.code, b"5.3.4 Message size exceeds fixed limit")
+
+
+class FullMailboxBackend(TooLargeBackend):
+    code = 452

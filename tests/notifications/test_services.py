@@ -252,3 +252,43 @@ def test_the_subject_names_three_authors_at_most(room, bob, mailoutbox, later):
     assert sent.subject.startswith("Kaiwa: 5 unread messages from author0-")
     assert sent.subject.endswith(" and others") and "author3" not in sent.subject
     assert email.subject == sent.subject[:255]
+
+
+def test_an_email_refused_for_good_is_given_up_and_blocks_nothing(
+    room, alice, bob, mailoutbox, later, settings
+):
+    say(room, alice, "@bob first")
+    settings.EMAIL_BACKEND = "tests.notifications.backends.TooLargeBackend"
+    assert services.missed_message_email_send(user_id=bob.pk, now=later) is None
+    assert rows(bob) == [("skipped", "refused")]
+    assert MissedMessageEmail.objects.count() == 0
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    say(room, alice, "@bob second")
+    later_still = later + timedelta(seconds=settings.KAIWA_EMAIL_BATCH_SECONDS + 1)
+    assert services.missed_message_email_send(user_id=bob.pk, now=later_still) is not None
+    (email,) = mailoutbox
+    assert "second" in email.body and "first" not in email.body
+
+
+def test_a_temporary_refusal_stays_pending_for_the_retry(room, alice, bob, later, settings):
+    say(room, alice, "@bob")
+    settings.EMAIL_BACKEND = "tests.notifications.backends.FullMailboxBackend"
+    with pytest.raises(smtplib.SMTPDataError):
+        services.missed_message_email_send(user_id=bob.pk, now=later)
+    assert rows(bob) == [("pending", "")]
+
+
+def test_an_email_lists_at_most_the_cap_and_counts_the_rest(
+    room, alice, bob, mailoutbox, later, settings
+):
+    settings.KAIWA_EMAIL_MAX_MESSAGES = 3
+    for n in range(8):
+        say(room, alice, f"@bob number {n}")
+    assert services.missed_message_email_send(user_id=bob.pk, now=later) is not None
+    (email,) = mailoutbox
+    listed = [n for n in range(8) if f"number {n}" in email.body]
+    assert listed == [0, 1, 2]
+    assert "8 messages" in email.body and "...and 5 more messages, in #general" in email.body
+    assert "5 more messages" in email.alternatives[0][0]
+    assert set(rows(bob)) == {("sent", "")}  # all of them are accounted for
