@@ -10,11 +10,6 @@ from django.db import connection
 from rest_framework.authtoken.models import Token
 
 
-def token_user_get(*, key: str) -> Any:
-    """The active user owning API token ``key``, or None. One query."""
-    return token_users_get(keys=[key]).get(key)
-
-
 def token_users_get(*, keys: Sequence[str]) -> dict[str, Any]:
     """``{key: user}`` for the API tokens in ``keys`` whose users are active
     (unknown tokens and inactive users left out). One query.
@@ -50,21 +45,16 @@ def token_users_get(*, keys: Sequence[str]) -> dict[str, Any]:
     }
 
 
-def socket_user_get(*, session: Any, token: str | None) -> Any:
-    """The signed-in user of a WebSocket handshake, or None (PROTOCOL.md
-    section 1: the session cookie first, then the Bearer ``token``).
+def session_user_get(*, session: Any) -> Any:
+    """The user signed in with the Django ``session`` of a WebSocket handshake
+    (Channels' or Kaiwa's ``scope["session"]``), or None.
 
-    ``session`` is the scope's Django session (Channels' SessionMiddleware;
-    None or an empty session when the handshake carried no cookie). The
-    session is checked as Django checks it for a request
-    (``django.contrib.auth.get_user``: the user exists, is allowed by his
-    backend, and his password hash still matches the session's). Queries: a
-    cookie costs two (session, user), a token one, neither none.
+    Checked as Django checks it for a request (``django.contrib.auth.get_user``:
+    the user exists, is allowed by his backend, and his password hash still
+    matches the session's). Two queries (session, user); none for a session
+    without a key.
     """
-    if session is not None and session.session_key:
-        user = auth.get_user(SimpleNamespace(session=session))  # type: ignore[arg-type]
-        if user.is_authenticated:
-            return user
-    if token:
-        return token_user_get(key=token)
-    return None
+    if session is None or not session.session_key:
+        return None
+    user = auth.get_user(SimpleNamespace(session=session))  # type: ignore[arg-type]
+    return user if user.is_authenticated else None

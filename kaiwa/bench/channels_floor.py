@@ -14,24 +14,19 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_asgi_app = get_asgi_application()
 
-from channels.exceptions import StopConsumer  # noqa: E402
 from channels.generic.websocket import AsyncWebsocketConsumer  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
+from kaiwa.chat.consumers import ChatConsumer  # noqa: E402
+
 
 class FloorConsumer(AsyncWebsocketConsumer):
-    """Accept, then send ``{"type": "ready", "seq": 0}``."""
+    """Accept, then send ``{"type": "ready", "seq": 0}``; read the client as
+    Kaiwa's consumer does (its very ``__call__`` and ``dispatch``)."""
 
-    async def __call__(self, scope, receive, send):  # type: ignore[no-untyped-def]
-        self.scope = scope
-        self.channel_layer = None
-        self.base_send = send
-        try:
-            while True:
-                await self.dispatch(await receive())
-        except StopConsumer:
-            pass
+    __call__ = ChatConsumer.__call__
+    dispatch = ChatConsumer.dispatch
 
     async def connect(self) -> None:
         await self.accept()

@@ -15,8 +15,8 @@ import asyncio
 from typing import Any
 
 from . import db, services
-from .errors import ChatError
 from .models import Room
+from .writer import settle
 
 
 class Admitter:
@@ -28,17 +28,15 @@ class Admitter:
         self.task: asyncio.Task[None] | None = None
 
     async def admit(self, admission: services.Admission) -> tuple[Any, Room | None]:
-        """``services.room_admit_socket`` for ``admission`` (its name already
-        checked): returns ``(user, room)``; raises its ChatError, or the
-        database error of the batch."""
+        """Authenticate ``admission`` and check its room (its name already
+        checked), in a batch (``services.room_admit_batch``): returns
+        ``(user, room)``; raises its ChatError, or the database error of the
+        batch."""
         future: asyncio.Future[Any] = self.loop.create_future()
         self.queue.append((admission, future))
         if self.task is None:
             self.task = self.loop.create_task(self._run())
-        result = await future
-        if isinstance(result, ChatError):
-            raise result
-        return result  # type: ignore[no-any-return]
+        return await future  # type: ignore[no-any-return]
 
     async def _run(self) -> None:
         try:
@@ -50,16 +48,13 @@ class Admitter:
             self.task = None
 
     async def _check(self, batch: list[tuple[services.Admission, asyncio.Future[Any]]]) -> None:
+        results: list[Any]
         try:
             results = await db.run_read(services.room_admit_batch, admissions=[a for a, _ in batch])
         except Exception as exc:
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
+            results = [exc] * len(batch)
         for (_, future), result in zip(batch, results, strict=True):
-            if not future.done():
-                future.set_result(result)
+            settle(future, result)  # a ChatError is raised to that join only
 
 
 _admitter: Admitter | None = None

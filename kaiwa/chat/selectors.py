@@ -86,14 +86,6 @@ def message_range(*, room_slug: str, after: int, before: int) -> list[Message]:
     )
 
 
-def room_last_seq(*, slug: str) -> int:
-    """The room's latest seq (0 when empty). Raises RoomNotFound for an unknown room."""
-    seq = Room.objects.filter(slug=slug).values_list("last_seq", flat=True).first()
-    if seq is None:
-        raise RoomNotFound("No such room.")
-    return seq
-
-
 def room_snapshot(*, slug: str, limit: int) -> tuple[int, list[Message]]:
     """The room's latest seq and its last ``limit`` messages with seq <= it,
     ascending. Two queries, written in SQL (``Manager.raw``): a room feed

@@ -15,7 +15,7 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 
-from kaiwa.accounts.selectors import socket_user_get, token_users_get
+from kaiwa.accounts.selectors import session_user_get, token_users_get
 from kaiwa.notifications import services as notifications
 
 from . import fanout
@@ -138,18 +138,24 @@ ADMIT_BATCH_MAX = 500  # handshakes per call: 2 parameters each in one statement
 def room_admit_batch(
     *, admissions: Sequence[Admission]
 ) -> list[tuple[Any, Room | None] | ChatError]:
-    """``room_admit_socket`` for many handshakes at once, in order.
+    """Authenticate WebSocket handshakes and check they may enter their
+    rooms, reading only, all at once, in order.
 
-    Each result is ``(user, room)`` as ``room_admit_socket`` returns it, or
-    the ChatError it would raise. Queries: one for all tokens, one for all
-    rooms, two per session cookie. Names must be checked already
-    (``room_slug_check``). Database errors propagate.
+    Each admission is authenticated by its ``user`` when given, else by its
+    session cookie, else by its Bearer token
+    (``kaiwa.accounts.selectors``). Each result is ``(user, room)``, with
+    ``user`` None for a guest and ``room`` as ``room_admit`` gives it; or the
+    ChatError of a refused one: NotAuthenticated (close 4401) when no
+    credential is valid and guests are off, or what ``room_admit`` raises.
+    Queries: one for all tokens, one for all rooms, two per session cookie.
+    Names must be checked already (``room_slug_check``). Database errors
+    propagate.
     """
     users: list[Any] = []
     for admission in admissions:
         user = admission.user
         if user is None and admission.session is not None:
-            user = socket_user_get(session=admission.session, token=None)
+            user = session_user_get(session=admission.session)
         users.append(user)
     wanted = [a.token for a, u in zip(admissions, users, strict=True) if u is None and a.token]
     by_token = token_users_get(keys=wanted)
@@ -169,28 +175,6 @@ def room_admit_batch(
         except ChatError as exc:
             results.append(exc)
     return results
-
-
-def room_admit_socket(
-    *, user: Any, session: Any, token: str | None, slug: str
-) -> tuple[Any, Room | None]:
-    """Authenticate a WebSocket handshake and check it may enter ``slug``,
-    reading only (the consumer batches these: ``room_admit_batch``).
-
-    ``user``: an already authenticated user (None to authenticate here from
-    the scope's ``session`` or Bearer ``token``, see
-    ``kaiwa.accounts.selectors.socket_user_get``). Returns ``(user, room)``
-    as ``room_admit`` gives the room; ``user`` None for a guest. Raises
-    RoomNotFound for a bad name, NotAuthenticated (close 4401) when no
-    credential is valid and guests are off, and what ``room_admit`` raises.
-    Queries: one for a token, two for a session cookie, plus one for the room.
-    """
-    room_slug_check(slug=slug)
-    admission = Admission(slug=slug, user=user, session=session, token=token)
-    (result,) = room_admit_batch(admissions=[admission])
-    if isinstance(result, ChatError):
-        raise result
-    return result
 
 
 def membership_create_batch(*, pairs: Sequence[tuple[int, int]]) -> None:

@@ -26,12 +26,23 @@ from typing import Any
 from django.db import DataError, IntegrityError
 
 from . import db, services
-from .errors import ChatError
 from .models import Message, Room
 
 logger = logging.getLogger(__name__)
 
 MAX_BATCH = 500  # posts per transaction
+
+
+def settle(future: asyncio.Future[Any], outcome: Any) -> None:
+    """Give ``future`` its outcome unless it is done already (its waiter
+    cancelled): an exception (a refused post, a database error) is raised to
+    the waiter, anything else returned."""
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
 
 
 class MessageWriter:
@@ -97,26 +108,21 @@ class MessageWriter:
             created = await db.run_write(services.room_create_batch, slugs=list(rooms))
         except Exception as exc:
             for future in rooms.values():
-                if not future.done():
-                    future.set_exception(exc)
+                settle(future, exc)
             return
         for slug, future in rooms.items():
-            if not future.done():
-                future.set_result(created[slug])
+            settle(future, created[slug])
 
     async def _store_members(
         self, joins: list[tuple[tuple[int, int], asyncio.Future[Any]]]
     ) -> None:
+        outcome: Exception | None = None
         try:
             await db.run_write(services.membership_create_batch, pairs=[pair for pair, _ in joins])
         except Exception as exc:
-            for _, future in joins:
-                if not future.done():
-                    future.set_exception(exc)
-            return
+            outcome = exc
         for _, future in joins:
-            if not future.done():
-                future.set_result(None)
+            settle(future, outcome)
 
     async def _store(self, batch: list[tuple[services.Post, asyncio.Future[Any]]]) -> None:
         store = partial(db.run_write, services.message_create_batch)
@@ -131,31 +137,18 @@ class MessageWriter:
             return
         except Exception as exc:
             for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
+                settle(future, exc)
             return
         for (_, future), result in zip(batch, results, strict=True):
-            if future.done():
-                continue
-            if isinstance(result, ChatError):  # refused: the author may not post
-                future.set_exception(result)
-            else:
-                future.set_result(result)
+            settle(future, result)  # a ChatError: refused, the author may not post
 
     async def _store_one(self, store: Any, item: tuple[services.Post, asyncio.Future[Any]]) -> None:
         post, future = item
         try:
             (result,) = await store(posts=[post])
         except Exception as exc:
-            if not future.done():
-                future.set_exception(exc)
-            return
-        if future.done():
-            return
-        if isinstance(result, ChatError):
-            future.set_exception(result)
-        else:
-            future.set_result(result)
+            result = exc
+        settle(future, result)
 
 
 _writer: MessageWriter | None = None

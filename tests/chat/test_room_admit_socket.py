@@ -1,4 +1,4 @@
-"""services.room_admit_socket: a handshake's credentials and room in one read-only call."""
+"""services.room_admit_batch for one handshake: its credentials and room, read only."""
 
 import pytest
 from django.contrib.sessions.backends.db import SessionStore
@@ -14,6 +14,16 @@ from tests.factories import MembershipFactory, RoomFactory
 pytestmark = pytest.mark.django_db
 
 
+def admit(*, user, session, token, slug):
+    """One handshake through the batch: ``(user, room)``, or its ChatError raised."""
+    services.room_slug_check(slug=slug)
+    admission = services.Admission(slug=slug, user=user, session=session, token=token)
+    (result,) = services.room_admit_batch(admissions=[admission])
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
 def login_session(client, user):
     client.force_login(user)
     return SessionStore(session_key=client.cookies["sessionid"].value)
@@ -23,9 +33,7 @@ def test_a_token_join_costs_two_queries_once_a_member(alice):
     token = Token.objects.create(user=alice)
     services.room_join(user=alice, slug="lobby")
     with CaptureQueriesContext(connection) as queries:
-        user, room = services.room_admit_socket(
-            user=None, session=None, token=token.key, slug="lobby"
-        )
+        user, room = admit(user=None, session=None, token=token.key, slug="lobby")
     assert (user, room.slug, room.read_seq) == (alice, "lobby", 0)
     assert len(queries) == 2, [q["sql"] for q in queries]  # token+user, room+membership
 
@@ -34,7 +42,7 @@ def test_a_cookie_join_costs_three_queries_once_a_member(alice, client):
     session = login_session(client, alice)
     services.room_join(user=alice, slug="lobby")
     with CaptureQueriesContext(connection) as queries:
-        user, _ = services.room_admit_socket(user=None, session=session, token=None, slug="lobby")
+        user, _ = admit(user=None, session=session, token=None, slug="lobby")
     assert user == alice
     assert len(queries) == 3, [q["sql"] for q in queries]  # session, user, room+membership
 
@@ -42,14 +50,14 @@ def test_a_cookie_join_costs_three_queries_once_a_member(alice, client):
 def test_the_session_wins_over_the_token(alice, bob, client):
     session = login_session(client, alice)
     token = Token.objects.create(user=bob)
-    user, _ = services.room_admit_socket(user=None, session=session, token=token.key, slug="x")
+    user, _ = admit(user=None, session=session, token=token.key, slug="x")
     assert user == alice
 
 
 @pytest.mark.parametrize("token", [None, "", "not-a-token"])
 def test_no_valid_credential_is_refused_with_4401(db, token):
     with pytest.raises(NotAuthenticated) as refused:
-        services.room_admit_socket(user=None, session=None, token=token, slug="lobby")
+        admit(user=None, session=None, token=token, slug="lobby")
     assert refused.value.close_code == 4401
     assert not Membership.objects.exists()
 
@@ -59,7 +67,7 @@ def test_a_session_whose_password_changed_is_refused(alice, client):
     alice.set_password("a-new-password-123")
     alice.save()
     with pytest.raises(NotAuthenticated):
-        services.room_admit_socket(user=None, session=session, token=None, slug="lobby")
+        admit(user=None, session=session, token=None, slug="lobby")
 
 
 def test_an_inactive_users_token_is_refused(alice):
@@ -67,17 +75,17 @@ def test_an_inactive_users_token_is_refused(alice):
     alice.is_active = False
     alice.save()
     with pytest.raises(NotAuthenticated):
-        services.room_admit_socket(user=None, session=None, token=token.key, slug="lobby")
+        admit(user=None, session=None, token=token.key, slug="lobby")
 
 
 def test_a_new_public_room_or_membership_is_left_to_the_writer(alice):
     with CaptureQueriesContext(connection) as queries:
-        assert services.room_admit_socket(user=alice, session=None, token=None, slug="new") == (
+        assert admit(user=alice, session=None, token=None, slug="new") == (
             alice,
             None,
         )
     RoomFactory(slug="lobby")
-    _, room = services.room_admit_socket(user=alice, session=None, token=None, slug="lobby")
+    _, room = admit(user=alice, session=None, token=None, slug="lobby")
     assert room.slug == "lobby" and room.read_seq is None  # not a member yet
     assert not any(q["sql"].startswith(("INSERT", "UPDATE")) for q in queries)
     assert not Membership.objects.exists()
@@ -86,14 +94,14 @@ def test_a_new_public_room_or_membership_is_left_to_the_writer(alice):
 def test_guests_are_admitted_when_enabled(db, settings):
     settings.KAIWA_ALLOW_GUESTS = True
     RoomFactory(slug="lobby")
-    user, room = services.room_admit_socket(user=None, session=None, token=None, slug="lobby")
+    user, room = admit(user=None, session=None, token=None, slug="lobby")
     assert user is None and room.slug == "lobby"
 
 
 def test_the_join_carries_the_stored_read_position(alice):
     room = RoomFactory(slug="lobby", last_seq=9)
     MembershipFactory(room=room, user=alice, last_read_seq=7)
-    _, joined = services.room_admit_socket(user=alice, session=None, token=None, slug="lobby")
+    _, joined = admit(user=alice, session=None, token=None, slug="lobby")
     assert joined.read_seq == 7
 
 
@@ -101,5 +109,5 @@ def test_private_rooms_still_refuse_strangers(alice, bob):
     room = RoomFactory(slug="secret", private=True)
     MembershipFactory(room=room, user=bob)
     with pytest.raises(RoomForbidden):
-        services.room_admit_socket(user=alice, session=None, token=None, slug="secret")
-    assert services.room_admit_socket(user=bob, session=None, token=None, slug="secret")[1] == room
+        admit(user=alice, session=None, token=None, slug="secret")
+    assert admit(user=bob, session=None, token=None, slug="secret")[1] == room
