@@ -3,13 +3,15 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint e2e clean
+.PHONY: install run test lint e2e clean lock audit
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.lock pyproject.toml
+# requirements-dev.lock holds the runtime pins of requirements.lock plus the
+# test and lint tools, every file with its sha256 (pip then refuses any other).
+$(VENV)/.installed: requirements.lock requirements-dev.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.lock
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
@@ -26,3 +28,13 @@ test: install lint
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
+
+# Re-pin after editing pyproject.toml's dependencies (needs the registry).
+lock: install
+	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 --generate-hashes --no-header -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes --no-header -c requirements.lock -o requirements-dev.lock
+
+# Dependency audit of the runtime pins against PyPI's advisory data (the
+# release step's check; see docs/security.md). Needs pypi.org's JSON API.
+audit: install
+	$(BIN)/pip-audit --strict --require-hashes --disable-pip -r requirements.lock
