@@ -15,8 +15,9 @@ $(VENV)/.installed: requirements.lock requirements-dev.lock pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
+# The one place debug is turned on: a developer's machine on embedded defaults.
 run: install
-	$(BIN)/kaiwa serve
+	DJANGO_DEBUG=1 $(BIN)/kaiwa serve
 
 lint: install
 	$(BIN)/ruff check .

@@ -11,6 +11,10 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_asgi_app = get_asgi_application()
 
+from kaiwa.cli import data_dir_create  # noqa: E402
+
+data_dir_create()
+
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from kaiwa.accounts.middleware import BrowserOriginValidator, WebsocketAuthStack  # noqa: E402

@@ -50,7 +50,9 @@ def env_float(name: str, default: float) -> float:
         raise ImproperlyConfigured(f"{name} must be a number, got {value!r}") from exc
 
 
-DEBUG = env_bool("DJANGO_DEBUG", True)
+# Fail closed: debug is off unless asked for (`make run` asks, for the embedded
+# defaults on a developer's machine).
+DEBUG = env_bool("DJANGO_DEBUG", False)
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "") or INSECURE_SECRET_KEY
 if not DEBUG and (SECRET_KEY == INSECURE_SECRET_KEY or SECRET_KEY.startswith("django-insecure")):
     raise ImproperlyConfigured(
@@ -68,7 +70,13 @@ CSRF_TRUSTED_ORIGINS = [
     o.strip() for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()
 ]
 
-DATA_DIR = Path(os.environ.get("KAIWA_DATA_DIR", str(Path.cwd() / "data"))).resolve()
+# Where SQLite lives on embedded defaults: $KAIWA_DATA_DIR, else the XDG data
+# directory (~/.local/share/kaiwa), never the working directory. It is created
+# when Kaiwa starts (kaiwa.cli.data_dir_create), not at import.
+DATA_DIR = Path(
+    os.environ.get("KAIWA_DATA_DIR")
+    or Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "kaiwa"
+).resolve()
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -131,7 +139,6 @@ else:
     }
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
     # WAL lets readers run beside the one writer; IMMEDIATE takes the write lock
     # at BEGIN so that two writers queue on busy_timeout instead of deadlocking
     # on a lock upgrade (https://www.sqlite.org/lang_transaction.html).
@@ -254,7 +261,9 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "/static/"
-STATIC_ROOT = DATA_DIR / "static"
+# Only for `manage collectstatic` (a CDN or the proxy serving /static/): unset,
+# whitenoise serves the apps' static folders directly.
+STATIC_ROOT = os.environ.get("KAIWA_STATIC_ROOT") or None
 # Serve straight from the apps' static folders: `kaiwa serve` needs no collectstatic.
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
@@ -306,6 +315,28 @@ KAIWA_MAX_CONNECTIONS_PER_USER = env_int("KAIWA_MAX_CONNECTIONS_PER_USER", 20)
 # Every socket re-checks its session or token and room this often (seconds),
 # behind the revocation events (kaiwa.chat.signals); 0 turns it off.
 KAIWA_REVALIDATE_SECONDS = env_float("KAIWA_REVALIDATE_SECONDS", 300.0)
+
+# --- HTTPS (check --deploy) --------------------------------------------------------
+
+# With debug off Kaiwa assumes it is reached over HTTPS, usually through a proxy
+# that terminates TLS: uvicorn then takes the scheme from X-Forwarded-Proto,
+# but only from the addresses in FORWARDED_ALLOW_IPS (uvicorn's setting,
+# default 127.0.0.1), so a client cannot claim HTTPS itself. KAIWA_HTTPS=0
+# serves plain HTTP (a LAN, the tests); `manage check --deploy` then warns.
+KAIWA_HTTPS = env_bool("KAIWA_HTTPS", not DEBUG)
+if KAIWA_HTTPS:
+    SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
+    # Probes from a load balancer speak plain HTTP to the process.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    # Seconds browsers remember to use HTTPS only; start small and raise it
+    # (Django's deployment checklist, cookiecutter-django's default of 60).
+    SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 60)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", True)
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
 
 # The debug page and error emails mask URL-shaped secrets (DATABASE_URL ...) too.
 DEFAULT_EXCEPTION_REPORTER_FILTER = "kaiwa.errors.KaiwaExceptionReporterFilter"

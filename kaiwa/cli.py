@@ -9,6 +9,7 @@ kaiwa manage <command ...>          Django's management commands
 import argparse
 import os
 import sys
+from pathlib import Path
 
 
 def _setup() -> None:
@@ -16,6 +17,17 @@ def _setup() -> None:
     import django
 
     django.setup()
+    data_dir_create()
+
+
+def data_dir_create() -> None:
+    """Create the directory of an SQLite database (KAIWA_DATA_DIR on embedded
+    defaults) if it is missing; nothing for other databases."""
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        Path(database["NAME"]).parent.mkdir(parents=True, exist_ok=True)
 
 
 def serve(host: str, port: int, log_level: str) -> None:

@@ -24,12 +24,14 @@ def free_port() -> int:
 
 
 def base_env(**extra: str) -> dict[str, str]:
-    """The test process environment: no inherited Kaiwa/Django settings, plus ``extra``."""
+    """The test process environment: no inherited Kaiwa/Django settings but
+    production's (debug off) with a test secret over plain HTTP, plus ``extra``."""
     env = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("KAIWA_", "DJANGO_", "DATABASE_URL", "REDIS_URL", "CELERY_"))
     }
+    env.update(DJANGO_SECRET_KEY="tests-only-secret-key-" + "k" * 40, KAIWA_HTTPS="0")
     env.update(extra)
     return env
 

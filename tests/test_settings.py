@@ -1,30 +1,83 @@
 """Settings read from the environment, checked in real subprocesses."""
 
 import subprocess
+import sys
 
 import pytest
 
 from tests.kaiwa_process import KAIWA, base_env
 
 
-def run_check(tmp_path, **env):
+def run_check(tmp_path, *args, **env):
+    """``kaiwa manage check ARGS`` with ``env``; a value of None unsets that variable."""
+    full = base_env(KAIWA_DATA_DIR=str(tmp_path), **{k: v for k, v in env.items() if v is not None})
+    for name in [k for k, v in env.items() if v is None]:
+        full.pop(name, None)
     return subprocess.run(
-        [KAIWA, "manage", "check"],
-        env=base_env(KAIWA_DATA_DIR=str(tmp_path), **env),
-        capture_output=True,
-        text=True,
-        timeout=60,
+        [KAIWA, "manage", "check", *args], env=full, capture_output=True, text=True, timeout=60
     )
 
 
 @pytest.mark.parametrize("secret", [None, "", "django-insecure-abc"])
 def test_production_refuses_a_default_secret(tmp_path, secret):
-    env = {"DJANGO_DEBUG": "0"}
-    if secret is not None:
-        env["DJANGO_SECRET_KEY"] = secret
-    done = run_check(tmp_path, **env)
+    done = run_check(tmp_path, DJANGO_DEBUG="0", DJANGO_SECRET_KEY=secret)
     assert done.returncode != 0
     assert "DJANGO_SECRET_KEY" in done.stderr
+
+
+def test_it_fails_closed_with_no_environment_at_all(tmp_path):
+    # No DJANGO_DEBUG, no secret: debug is off, so Kaiwa refuses to start.
+    done = run_check(tmp_path, DJANGO_SECRET_KEY=None, KAIWA_HTTPS=None)
+    assert done.returncode != 0
+    assert "DJANGO_SECRET_KEY" in done.stderr
+
+
+# The production environment README.md documents (behind a TLS-terminating proxy).
+PRODUCTION = {
+    "DJANGO_DEBUG": None,
+    "KAIWA_HTTPS": None,
+    "DJANGO_SECRET_KEY": "p" * 20 + "-Q7x!" + "z9" * 20,
+    "DJANGO_ALLOWED_HOSTS": "chat.example.com",
+    "DJANGO_CSRF_TRUSTED_ORIGINS": "https://chat.example.com",
+}
+
+
+def test_check_deploy_is_clean_for_the_documented_production_settings(tmp_path):
+    done = run_check(tmp_path, "--deploy", "--fail-level", "WARNING", **PRODUCTION)
+    assert done.returncode == 0, done.stderr
+    assert "no issues" in done.stdout
+
+
+def test_check_deploy_warns_on_plain_http(tmp_path):
+    done = run_check(tmp_path, "--deploy", **{**PRODUCTION, "KAIWA_HTTPS": "0"})
+    assert "security.W012" in done.stderr  # SESSION_COOKIE_SECURE
+
+
+def test_settings_import_creates_no_directory(tmp_path):
+    data = tmp_path / "not" / "yet"
+    env = base_env(KAIWA_DATA_DIR=str(data), DJANGO_SETTINGS_MODULE="config.settings")
+    code = "import django; django.setup(); from django.conf import settings; print(settings.DEBUG)"
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.split() == ["False"], done.stderr  # debug is off by default
+    assert not data.exists()
+
+
+def test_data_dir_defaults_to_xdg_not_the_working_directory(tmp_path):
+    home = tmp_path / "home"
+    env = base_env(HOME=str(home), DJANGO_SETTINGS_MODULE="config.settings")
+    env.pop("XDG_DATA_HOME", None)
+    code = "from config import settings; print(settings.DATABASES['default']['NAME'])"
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.stdout.split() == [str(home / ".local/share/kaiwa/kaiwa.sqlite3")], done.stderr
 
 
 def test_production_starts_with_a_real_secret(tmp_path):

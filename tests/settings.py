@@ -1,0 +1,16 @@
+"""Settings of the pytest process: Kaiwa's own, with a test secret and plain HTTP.
+
+Debug is off, as in production (``config.settings`` fails closed); Kaiwa
+processes that tests start get the same through ``tests.kaiwa_process.base_env``.
+"""
+
+import os
+import tempfile
+
+os.environ.setdefault("DJANGO_SECRET_KEY", "tests-only-secret-key-" + "k" * 40)
+os.environ.setdefault("KAIWA_HTTPS", "0")
+os.environ.setdefault("KAIWA_DATA_DIR", os.path.join(tempfile.gettempdir(), "kaiwa-tests"))
+
+from config.settings import *  # noqa: E402, F403
+
+os.makedirs(os.environ["KAIWA_DATA_DIR"], exist_ok=True)
