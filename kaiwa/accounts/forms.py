@@ -1,12 +1,62 @@
-"""The sign-up form."""
+"""The sign-up form, and the admin's user forms."""
+
+from collections.abc import Callable
+from typing import Any
 
 from django import forms
-from django.contrib.auth.forms import UserCreationForm
+from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm, UserCreationForm
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+
+from .models import UsernameClaim
+from .validators import (
+    username_key,
+    validate_username_not_confusable,
+    validate_username_not_reserved,
+)
 
 
-class SignupForm(UserCreationForm):
+class UsernameKeyMixin:
+    """A user form's username checks: ``username_validators`` (a class
+    attribute) on top of the field's own, and, for a new or changed name, no
+    other user may hold its canonical key (``validators.username_key``):
+    Django's "A user with that username already exists." otherwise."""
+
+    username_validators: tuple[Callable[[str], None], ...] = ()
+    # Given by the ModelForm this is mixed into.
+    fields: dict[str, Any]
+    cleaned_data: dict[str, Any]
+    changed_data: list[str]
+    instance: Any
+    _meta: Any
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["username"]
+        field.validators = [*field.validators, *self.username_validators]
+
+    def clean_username(self) -> Any:
+        clean = getattr(super(), "clean_username", None)  # UserCreationForm's: case only
+        username = clean() if clean else self.cleaned_data.get("username")
+        if username and "username" in self.changed_data and self._username_taken(username):
+            raise ValidationError(self._username_taken_message(), code="unique")
+        return username
+
+    def _username_taken(self, username: str) -> bool:
+        claims = UsernameClaim.objects.filter(key=username_key(username))
+        return claims.exclude(user_id=self.instance.pk).exists()
+
+    def _username_taken_message(self) -> str:
+        return self.instance.unique_error_message(self._meta.model, ["username"])
+
+
+class SignupForm(UsernameKeyMixin, UserCreationForm):
     """Django's ``UserCreationForm`` plus an optional email address, where
-    missed-message emails (kaiwa.notifications) go; without one, none are sent."""
+    missed-message emails (kaiwa.notifications) go; without one, none are sent.
+
+    The username is stored NFKC-normalised (Django's ``UsernameField``) and
+    must not be reserved (``admin``, ``guest-…``), mix lookalike scripts, or
+    share its key with another user's (``Ünal`` beside ``ünal``)."""
 
     email = forms.EmailField(
         required=False,
@@ -15,3 +65,28 @@ class SignupForm(UserCreationForm):
 
     class Meta(UserCreationForm.Meta):
         fields = ("username", "email")
+
+    username_validators = (validate_username_not_reserved, validate_username_not_confusable)
+
+    def save_unless_taken(self) -> Any:
+        """Save the new user and his ``UsernameClaim`` in one transaction and
+        return him; or return None, with the "already exists" error on the
+        username, when a concurrent sign-up took the name or its key first
+        (the database's unique constraints decide, after ``is_valid``)."""
+        try:
+            with transaction.atomic():
+                return self.save()
+        except IntegrityError:
+            self.add_error("username", self._username_taken_message())
+            return None
+
+
+class AdminUserAddForm(UsernameKeyMixin, AdminUserCreationForm):
+    """The admin's "Add user" form: no lookalike of an existing name (reserved
+    names are allowed: the operators choose them)."""
+
+    username_validators = (validate_username_not_confusable,)
+
+
+class AdminUserChangeForm(UsernameKeyMixin, UserChangeForm):
+    """The admin's user form: a rename must not take another user's key."""

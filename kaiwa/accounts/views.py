@@ -20,9 +20,10 @@ from .services import token_issue
 def signup(request: HttpRequest) -> HttpResponse:
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        user = form.save()
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        return redirect("chat:index")
+        user = form.save_unless_taken()
+        if user is not None:
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            return redirect("chat:index")
     return render(request, "registration/signup.html", {"form": form})
 
 

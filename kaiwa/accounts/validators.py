@@ -1,0 +1,118 @@
+"""Usernames: the canonical key that makes lookalike names collide, and the
+sign-up validators that refuse reserved and confusable names.
+
+Confusable characters come from Unicode's confusables data (UTS #39) as
+shipped by ``confusable_homoglyphs``, the library django-registration uses
+for the same checks. Django's ``UnicodeUsernameValidator`` (on ``User``)
+still limits names to letters, digits and ``@.+-_``, and its
+``UsernameField`` NFKC-normalises what is typed (``ａｌｉｃｅ`` is stored as
+``alice``).
+"""
+
+import unicodedata
+from functools import cache
+
+from confusable_homoglyphs import confusables
+from django.core.exceptions import ValidationError
+
+# Names a person may not sign up with: staff-like names someone could use to
+# impersonate the operators, and the @mention keywords. Compared by key, so
+# ``Admin``, ``ADMIN`` and ``аdmin`` (Cyrillic а) are reserved too.
+RESERVED_USERNAMES = frozenset(
+    {
+        "admin",
+        "administrator",
+        "root",
+        "system",
+        "kaiwa",
+        "staff",
+        "support",
+        "security",
+        "postmaster",
+        "webmaster",
+        "guest",
+        "everyone",
+        "here",
+        "channel",
+        "all",
+    }
+)
+# Anonymous sockets are named ``guest-<random>`` by the server
+# (kaiwa.chat.consumers); nobody may sign up with such a name.
+RESERVED_PREFIXES = ("guest-",)
+
+# confusable_homoglyphs wraps right-to-left characters in LEFT-TO-RIGHT MARKs.
+_DIRECTION_MARKS = str.maketrans("", "", "\u200e\u200f")
+
+
+@cache
+def _prototypes() -> dict[str, str]:
+    """Each confusable character mapped to the one character that stands for
+    its whole set (``а`` Cyrillic, ``α`` and ``ａ`` all to ``a``).
+
+    UTS #39 maps each confusable to a prototype; confusable_homoglyphs keeps
+    those pairs in both directions, so the sets are the connected pairs and
+    the representative is chosen here: single characters first, then ASCII,
+    then lowercase, then the lowest code point. Multi-character sequences are
+    not mapped (the skeleton goes character by character, as UTS #39's).
+    """
+    parent: dict[str, str] = {}
+
+    def root(node: str) -> str:
+        while parent.setdefault(node, node) != node:
+            node = parent[node]
+        return node
+
+    for source, targets in confusables.confusables_data.items():
+        for target in targets:
+            a = root(source.translate(_DIRECTION_MARKS))
+            b = root(target["c"].translate(_DIRECTION_MARKS))
+            parent[max(a, b, key=_preference)] = min(a, b, key=_preference)
+    return {node: root(node) for node in parent if len(node) == 1}
+
+
+def _preference(node: str) -> tuple[int, bool, bool, str]:
+    return (len(node), not node.isascii(), not node.islower(), node)
+
+
+def username_key(username: str) -> str:
+    """The canonical form of ``username`` (str to str): NFKC, case-folded,
+    then the confusables skeleton (UTS #39, on the NFD form). Two names with
+    the same key look alike or differ only in case (``Ünal`` and ``ünal``,
+    ``alice`` and ``аlice`` with a Cyrillic а, ``STRASSE`` and ``straße``);
+    ``UsernameClaim.key`` holds it, unique.
+
+    The key depends on the Unicode data of Python and confusable_homoglyphs:
+    after upgrading either, existing keys may differ from new ones (then
+    re-save the users, or re-run the accounts data migration's function).
+    """
+    folded = unicodedata.normalize("NFD", unicodedata.normalize("NFKC", username).casefold())
+    prototypes = _prototypes()
+    return unicodedata.normalize("NFD", "".join(prototypes.get(c, c) for c in folded))
+
+
+@cache
+def _reserved_keys() -> frozenset[str]:
+    return frozenset(username_key(name) for name in RESERVED_USERNAMES)
+
+
+def validate_username_not_reserved(value: str) -> None:
+    """Refuse a reserved name or one starting with a reserved prefix, in any
+    case or lookalike spelling. Raises ``ValidationError`` (code ``reserved``)."""
+    key = username_key(value)
+    if key in _reserved_keys() or key.startswith(tuple(map(username_key, RESERVED_PREFIXES))):
+        raise ValidationError("This name is reserved. Please choose another.", code="reserved")
+
+
+def validate_username_not_confusable(value: str) -> None:
+    """Refuse a name that mixes scripts with characters that look like those
+    of another script (``аlice``: a Cyrillic а among Latin letters), as
+    django-registration does with ``confusables.is_dangerous``. A name in one
+    script, any script, passes (``José``, ``Иван``, ``田中``). Raises
+    ``ValidationError`` (code ``confusable``)."""
+    if confusables.is_dangerous(value):
+        raise ValidationError(
+            "This name mixes alphabets with letters that look alike, so it could "
+            "pass for another name. Please use letters from one alphabet.",
+            code="confusable",
+        )
