@@ -8,6 +8,7 @@ one server.
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -87,8 +88,10 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "channels",
+    "axes",
+    "django_ratelimit",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
     "kaiwa.accounts",
     "kaiwa.chat",
     "kaiwa.notifications",
@@ -104,6 +107,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "kaiwa.accounts.limits.SignInRateLimit",
+    # Last, as django-axes asks: it answers 429 for a locked-out sign-in.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -172,6 +178,27 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# The cache holds rate-limit counters (django-ratelimit): in Redis when there is
+# one, so that every process counts together; else in this one process.
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": os.environ.get("KAIWA_REDIS_PREFIX", "kaiwa") + ":cache",
+        }
+    }
+    # Django's own Redis cache increments atomically (INCRBY), which is what
+    # django-ratelimit needs; it only lists django-redis by name.
+    SILENCED_SYSTEM_CHECKS = ["django_ratelimit.W001", "axes.W006"]
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    # One process on embedded defaults: its memory is the whole server's.
+    SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001", "axes.W006"]
+# axes.W006 asks for lockouts per IP too: one office behind one NAT address
+# would then lock itself out after 5 typos. Kaiwa counts per IP separately
+# (KAIWA_SIGNIN_RATE_PER_IP, every attempt), per username with django-axes.
+
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "") or REDIS_URL or "memory://"
 CELERY_TASK_ALWAYS_EAGER = not (os.environ.get("CELERY_BROKER_URL") or REDIS_URL)
 CELERY_TASK_EAGER_PROPAGATES = True
@@ -236,9 +263,42 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# django-axes first: it refuses a locked-out username before the password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Brute force (docs/security.md): after KAIWA_LOGIN_FAILURES wrong passwords
+# for one username within KAIWA_LOGIN_COOLOFF_MINUTES, that username is
+# refused (429) until the window passes, on every sign-in path (login page,
+# admin, POST /api/auth/token); counted in the database, so across processes.
+# Zulip's default is the same: 5 failures per username per 30 minutes.
+AXES_FAILURE_LIMIT = env_int("KAIWA_LOGIN_FAILURES", 5)
+AXES_COOLOFF_TIME = env_float("KAIWA_LOGIN_COOLOFF_MINUTES", 30.0) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = ["username"]
+AXES_RESET_ON_SUCCESS = True
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_VERBOSE = False
+# Per client IP, every sign-in or password-reset POST counts (django-ratelimit,
+# kaiwa.accounts.middleware.SignInRateLimit), so that one address cannot try
+# many usernames; password-reset emails are limited per address as well.
+KAIWA_SIGNIN_RATE_PER_IP = os.environ.get("KAIWA_SIGNIN_RATE_PER_IP", "") or "30/m"
+KAIWA_PASSWORD_RESET_RATE = os.environ.get("KAIWA_PASSWORD_RESET_RATE", "") or "3/h"
+
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/chat/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
+
+# API tokens (django-rest-knox): hashed at rest, one per sign-in or per name,
+# expiring after KAIWA_TOKEN_TTL_DAYS (0: never), all revoked on a password
+# change or deactivation (kaiwa.accounts.signals).
+KNOX_TOKEN_MODEL = "accounts.ApiToken"
+KAIWA_TOKEN_TTL_DAYS = env_float("KAIWA_TOKEN_TTL_DAYS", 90.0)
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(days=KAIWA_TOKEN_TTL_DAYS) if KAIWA_TOKEN_TTL_DAYS > 0 else None,
+    "AUTH_HEADER_PREFIX": "Bearer",
+    "AUTO_REFRESH": False,
+}
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -291,6 +351,12 @@ KAIWA_READ_FLUSH_SECONDS = env_float("KAIWA_READ_FLUSH_SECONDS", 1.0)
 # Pending TCP connections the listening socket queues (uvicorn's --backlog;
 # the kernel caps it at net.core.somaxconn).
 KAIWA_LISTEN_BACKLOG = env_int("KAIWA_LISTEN_BACKLOG", 4096)
+# Bounds on a request head (request line and headers) for `kaiwa serve`
+# (kaiwa.http): bytes buffered before it is refused with 400 (nginx's
+# large_client_header_buffers default is 4 x 8 KiB), and seconds it may take to
+# arrive before the connection is closed (nginx's client_header_timeout).
+KAIWA_MAX_HEADER_BYTES = env_int("KAIWA_MAX_HEADER_BYTES", 65536)
+KAIWA_HEADER_TIMEOUT_SECONDS = env_float("KAIWA_HEADER_TIMEOUT_SECONDS", 10.0)
 # Missed-message emails (kaiwa.notifications): how long a mention or DM may stay
 # unread before it is emailed, how often the worker sweeps for due batches, and
 # the address links in emails point to.
@@ -312,6 +378,12 @@ KAIWA_RATE_STRIKES = env_int("KAIWA_RATE_STRIKES", 10)
 KAIWA_CONNECT_RATE_PER_IP = env_float("KAIWA_CONNECT_RATE_PER_IP", 10.0)
 KAIWA_CONNECT_BURST_PER_IP = env_int("KAIWA_CONNECT_BURST_PER_IP", 100)
 KAIWA_MAX_CONNECTIONS_PER_USER = env_int("KAIWA_MAX_CONNECTIONS_PER_USER", 20)
+# Room creation (kaiwa.chat.services.room_create_batch, dm_open): new rooms per
+# user (per IP for guests) per minute, per process, in bursts of as many; and
+# public rooms one user (one guest IP) may have created, counted from the
+# database. Joining an existing room is never limited.
+KAIWA_ROOM_CREATE_RATE_PER_MINUTE = env_float("KAIWA_ROOM_CREATE_RATE_PER_MINUTE", 10.0)
+KAIWA_MAX_ROOMS_PER_USER = env_int("KAIWA_MAX_ROOMS_PER_USER", 100)
 # Every socket re-checks its session or token and room this often (seconds),
 # behind the revocation events (kaiwa.chat.signals); 0 turns it off.
 KAIWA_REVALIDATE_SECONDS = env_float("KAIWA_REVALIDATE_SECONDS", 300.0)

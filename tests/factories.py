@@ -1,7 +1,13 @@
 import factory
 from django.contrib.auth import get_user_model
 
+from kaiwa.accounts.services import token_create
 from kaiwa.chat.models import Membership, Message, Room
+
+
+def token_for(user, name: str = "test") -> str:
+    """A new API token (the secret string) of ``user``."""
+    return token_create(user=user, name=name)[1]
 
 
 class UserFactory(factory.django.DjangoModelFactory):

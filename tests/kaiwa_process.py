@@ -31,7 +31,16 @@ def base_env(**extra: str) -> dict[str, str]:
         for k, v in os.environ.items()
         if not k.startswith(("KAIWA_", "DJANGO_", "DATABASE_URL", "REDIS_URL", "CELERY_"))
     }
-    env.update(DJANGO_SECRET_KEY="tests-only-secret-key-" + "k" * 40, KAIWA_HTTPS="0")
+    env.update(
+        DJANGO_SECRET_KEY="tests-only-secret-key-" + "k" * 40,
+        KAIWA_HTTPS="0",
+        # A module's server makes many rooms through a few users; tests of the
+        # room budgets (tests/chat/test_room_limits.py) set their own.
+        KAIWA_ROOM_CREATE_RATE_PER_MINUTE="0",
+        KAIWA_MAX_ROOMS_PER_USER="0",
+        # Tests sign many users in from 127.0.0.1; tests of the limit set their own.
+        KAIWA_SIGNIN_RATE_PER_IP="100000/m",
+    )
     env.update(extra)
     return env
 

@@ -1,7 +1,8 @@
-"""Accounts models: the claim each user holds on his name's canonical key."""
+"""Accounts models: the claim each user holds on his name's canonical key, API tokens."""
 
 from django.conf import settings
 from django.db import models
+from knox.models import AbstractAuthToken
 
 
 class UsernameClaim(models.Model):
@@ -24,3 +25,28 @@ class UsernameClaim(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class ApiToken(AbstractAuthToken):
+    """An API token (django-rest-knox): only its SHA-512 ``digest`` is stored,
+    with the first 15 characters (``token_key``) to find it; ``expiry`` is
+    None for a token that never expires. ``name`` tells the owner's tokens
+    apart in his list; tokens from ``POST /api/auth/token`` are named
+    ``SIGNIN_TOKEN_NAME`` and end with a logout of the owner's sessions."""
+
+    name = models.CharField(max_length=100, blank=True, default="")
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"{self.user_id}: {self.name or self.token_key}"
+
+    @property
+    def public_id(self) -> str:
+        """The token's id in the API and the page: a prefix of its digest
+        (which says nothing of the token itself)."""
+        return self.digest[:16]
+
+
+SIGNIN_TOKEN_NAME = "sign-in"

@@ -7,18 +7,25 @@ from typing import Any
 from django.contrib import auth
 from django.contrib.auth import get_user_model
 from django.db import connection
-from rest_framework.authtoken.models import Token
+from django.utils import timezone
+from knox.crypto import hash_token
+from knox.settings import CONSTANTS
+
+from .models import ApiToken
 
 
 def token_users_get(*, keys: Sequence[str]) -> dict[str, Any]:
-    """``{key: user}`` for the API tokens in ``keys`` whose users are active
-    (unknown tokens and inactive users left out). One query.
+    """``{token: user}`` for the API tokens in ``keys`` that exist, have not
+    expired, and whose users are active (the others left out). One query.
 
-    Written in SQL (a join of the token and user tables) rather than built
-    with the ORM: a connect storm runs it for every bot, and compiling the
-    ORM query costs about a millisecond of Python. Each user is built as
-    ``User.objects.only("id", "username", "is_active")`` would build it
-    (``Model.from_db``): any other field loads on first access.
+    Tokens are django-rest-knox's: rows are found by the token's first
+    ``CONSTANTS.TOKEN_KEY_LENGTH`` characters and matched by comparing the
+    SHA-512 digest in constant time, as ``knox.auth.TokenAuthentication``
+    does for one token. Written in SQL (a join of the token and user tables)
+    rather than with the ORM: a connect storm runs it for every bot, and
+    compiling the ORM query costs about a millisecond of Python. Each user
+    is built as ``User.objects.only("id", "username", "is_active")`` would
+    build it (``Model.from_db``): any other field loads on first access.
     """
     keys = list(dict.fromkeys(keys))
     if not keys:
@@ -28,21 +35,29 @@ def token_users_get(*, keys: Sequence[str]) -> dict[str, Any]:
     pk = user_model._meta.pk
     assert pk is not None
     name = user_model.USERNAME_FIELD
-    marks = ", ".join(["%s"] * len(keys))
+    prefixes = list({key[: CONSTANTS.TOKEN_KEY_LENGTH] for key in keys})
+    marks = ", ".join(["%s"] * len(prefixes))
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT t.key, u.{q(pk.column)}, u.{q(name)} "
+            f"SELECT t.digest, u.{q(pk.column)}, u.{q(name)} "
             f"FROM {q(user_model._meta.db_table)} u "
-            f"JOIN {q(Token._meta.db_table)} t ON t.user_id = u.{q(pk.column)} "
-            f"WHERE t.key IN ({marks}) AND u.is_active",
-            keys,
+            f"JOIN {q(ApiToken._meta.db_table)} t ON t.user_id = u.{q(pk.column)} "
+            f"WHERE t.token_key IN ({marks}) AND u.is_active "
+            "AND (t.expiry IS NULL OR t.expiry > %s)",
+            [*prefixes, timezone.now()],
         )
         rows = cursor.fetchall()
     fields = [pk.attname, name, "is_active"]
-    return {
-        key: user_model.from_db(connection.alias, fields, [user_id, username, True])
-        for key, user_id, username in rows
+    by_digest = {
+        digest: user_model.from_db(connection.alias, fields, [user_id, username, True])
+        for digest, user_id, username in rows
     }
+    found = {}
+    for key in keys:
+        user = by_digest.get(hash_token(key))
+        if user is not None:
+            found[key] = user
+    return found
 
 
 def session_user_get(*, session: Any) -> Any:

@@ -1,11 +1,13 @@
 """Sign-up page and the API token endpoint."""
 
+import logging
 from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect, render
 from rest_framework.request import Request
@@ -14,7 +16,11 @@ from rest_framework.views import APIView
 from kaiwa.rest import StrictJSONParser
 
 from .forms import SignupForm
-from .services import token_issue
+from .limits import password_reset_limited
+from .models import ApiToken
+from .services import token_create, token_issue, token_revoke
+
+logger = logging.getLogger(__name__)
 
 
 def signup(request: HttpRequest) -> HttpResponse:
@@ -47,12 +53,77 @@ class TokenAPI(APIView):
                 {"code": "bad_request", "detail": 'Send {"username", "password"} as JSON.'},
                 status=400,
             )
-        token = token_issue(username=data["username"], password=data["password"])
+        token = token_issue(request=request, username=data["username"], password=data["password"])
+        if getattr(request, "axes_locked_out", False):  # set by django-axes' backend
+            return JsonResponse(
+                {"code": "rate_limited", "detail": "Too many wrong passwords; try again later."},
+                status=429,
+            )
         if token is None:
             return JsonResponse(
                 {"code": "bad_credentials", "detail": "Wrong username or password."}, status=401
             )
-        return JsonResponse({"token": token.key, "username": token.user.username})
+        row, key = token
+        return JsonResponse({"token": key, **token_json(row), "username": row.user.username})
+
+
+def token_json(token: ApiToken) -> dict[str, Any]:
+    """A token as the API lists it: ``{"id", "name", "created", "expiry"}``
+    (ISO 8601 times, ``expiry`` null for a token that never expires)."""
+    return {
+        "id": token.public_id,
+        "name": token.name,
+        "created": token.created.isoformat(),
+        "expiry": token.expiry.isoformat() if token.expiry else None,
+    }
+
+
+class TokenListAPI(APIView):
+    """``GET /api/tokens/``: 200 ``{"tokens": [token objects]}``, newest first;
+    ``POST /api/tokens/`` with ``{"name"}`` (1 to 100 characters): 201 the
+    token object with ``"token"``, the secret, shown this once."""
+
+    parser_classes = [StrictJSONParser]
+
+    def get(self, request: Request) -> HttpResponse:
+        tokens = ApiToken.objects.filter(user=request.user)
+        return JsonResponse({"tokens": [token_json(t) for t in tokens]})
+
+    def post(self, request: Request) -> HttpResponse:
+        name = request.data.get("name") if isinstance(request.data, dict) else None
+        if not isinstance(name, str) or not 1 <= len(name.strip()) <= 100:
+            return JsonResponse(
+                {"code": "bad_request", "detail": 'Send {"name"}: 1 to 100 characters.'},
+                status=400,
+            )
+        row, key = token_create(user=request.user, name=name.strip())
+        return JsonResponse({"token": key, **token_json(row)}, status=201)
+
+
+class TokenDetailAPI(APIView):
+    """``DELETE /api/tokens/<id>``: 204, the token revoked (its sockets close
+    with 4401); 404 ``not_found`` when it is not one of yours."""
+
+    def delete(self, request: Request, token_id: str) -> HttpResponse:
+        if not token_revoke(user=request.user, public_id=token_id):
+            return JsonResponse({"code": "not_found", "detail": "No such token."}, status=404)
+        return HttpResponse(status=204)
+
+
+@login_required
+def tokens(request: HttpRequest) -> HttpResponse:
+    """The page of one's API tokens: list, create with a name (the secret is
+    shown once), revoke."""
+    created = None
+    if request.method == "POST":
+        if "revoke" in request.POST:
+            token_revoke(user=request.user, public_id=request.POST["revoke"])
+            return redirect("tokens")
+        name = request.POST.get("name", "").strip()[:100]
+        if name:
+            created = token_create(user=request.user, name=name)[1]
+    listed = ApiToken.objects.filter(user=request.user)
+    return render(request, "registration/tokens.html", {"tokens": listed, "created": created})
 
 
 class PasswordResetView(auth_views.PasswordResetView):
@@ -64,6 +135,10 @@ class PasswordResetView(auth_views.PasswordResetView):
     def form_valid(self, form: Any) -> HttpResponse:
         """Send the email as Django does, with ``domain_override`` and
         ``use_https`` from KAIWA_BASE_URL; redirect to the done page."""
+        if password_reset_limited(self.request, form.cleaned_data["email"]):
+            # Same page as a sent email: the answer tells nothing about the address.
+            logger.warning("password reset: email rate exceeded, not sent")
+            return HttpResponseRedirect(self.get_success_url())
         base = urlsplit(settings.KAIWA_BASE_URL)
         form.save(
             domain_override=base.netloc,

@@ -22,7 +22,8 @@ from django.contrib.auth.signals import user_logged_out
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save, pre_delete
 from django.dispatch import receiver
-from rest_framework.authtoken.models import Token
+
+from kaiwa.accounts.models import ApiToken
 
 from . import fanout
 from .models import Membership, Message, Room
@@ -76,8 +77,8 @@ def user_revalidate_on_delete(sender: Any, instance: Any, **kwargs: Any) -> None
     transaction.on_commit(partial(fanout.publish_user_revalidate, instance.pk))
 
 
-@receiver(post_delete, sender=Token, dispatch_uid="kaiwa.chat.token_delete")
-def token_revalidate_on_delete(sender: Any, instance: Token, **kwargs: Any) -> None:
+@receiver(post_delete, sender=ApiToken, dispatch_uid="kaiwa.chat.token_delete")
+def token_revalidate_on_delete(sender: Any, instance: ApiToken, **kwargs: Any) -> None:
     """An API token deleted: the sockets signed in with it close (4401)."""
     transaction.on_commit(partial(fanout.publish_user_revalidate, instance.user_id))
 

@@ -1,12 +1,17 @@
 """REST API of PROTOCOL.md section 5, through DRF's test client."""
 
 import pytest
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from kaiwa.chat import services
 from kaiwa.chat.models import Message
-from tests.factories import MembershipFactory, MessageFactory, RoomFactory, UserFactory
+from tests.factories import (
+    MembershipFactory,
+    MessageFactory,
+    RoomFactory,
+    UserFactory,
+    token_for,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -15,8 +20,7 @@ pytestmark = pytest.mark.django_db
 def client_for():
     def make(user):
         client = APIClient()
-        token, _ = Token.objects.get_or_create(user=user)
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token.key}")
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token_for(user)}")
         return client
 
     return make
@@ -39,7 +43,8 @@ def test_room_list_shows_public_and_own_private_rooms(alice, bob, client_for):
     secret = RoomFactory(slug="secret", private=True)
     MembershipFactory(room=secret, user=bob)
     assert client_for(alice).get("/api/rooms/").json() == {
-        "rooms": [{"slug": "public", "title": "public", "private": False, "last_seq": 0}]
+        "rooms": [{"slug": "public", "title": "public", "private": False, "last_seq": 0}],
+        "next": None,
     }
     slugs = [r["slug"] for r in client_for(bob).get("/api/rooms/").json()["rooms"]]
     assert slugs == ["public", "secret"]

@@ -4,14 +4,13 @@ import asyncio
 
 import pytest
 from channels.db import database_sync_to_async
-from rest_framework.authtoken.models import Token
 
 from kaiwa.chat import services
 from kaiwa.chat.errors import NotAuthenticated, RoomForbidden
 from kaiwa.chat.joins import Admitter
 from kaiwa.chat.models import Membership, Room
 from kaiwa.chat.writer import MessageWriter
-from tests.factories import MembershipFactory, RoomFactory, UserFactory
+from tests.factories import MembershipFactory, RoomFactory, UserFactory, token_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -20,7 +19,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 async def people():
     def make():
         users = [UserFactory(username=f"u{i}") for i in range(6)]
-        tokens = [Token.objects.create(user=u).key for u in users]
+        tokens = [token_for(u) for u in users]
         RoomFactory(slug="lobby")
         MembershipFactory(room=RoomFactory(slug="secret", private=True), user=users[0])
         return users, tokens
@@ -70,15 +69,19 @@ async def test_joiners_of_a_new_room_share_one_creation(people, monkeypatch):
     calls = []
     real = services.room_create_batch
 
-    def counting(*, slugs):
-        calls.append(sorted(slugs))
-        return real(slugs=slugs)
+    def counting(*, requests):
+        calls.append(sorted({r.slug for r in requests}))
+        return real(requests=requests)
 
     monkeypatch.setattr(services, "room_create_batch", counting)
     writer = MessageWriter(asyncio.get_running_loop())
-    rooms = await asyncio.gather(*(writer.create_room(s) for s in ["a", "b", "a", "a", "lobby"]))
+    creators = [services.Creator(user_id=u.pk) for u in users]
+    asks = zip(["a", "b", "a", "a", "lobby"], creators, strict=False)
+    rooms = await asyncio.gather(*(writer.create_room(s, c) for s, c in asks))
     assert [r.slug for r in rooms] == ["a", "b", "a", "a", "lobby"]
     assert calls == [["a", "b", "lobby"]]
+    made_by = database_sync_to_async(lambda: dict(Room.objects.values_list("slug", "created_by")))
+    assert (await made_by())["a"] == users[0].pk  # the first who asked
     await asyncio.gather(*(writer.add_member(rooms[0].pk, u.pk) for u in users))
     count = database_sync_to_async(Membership.objects.filter(room__slug="a").count)
     assert await count() == len(users)

@@ -4,12 +4,11 @@ import pytest
 from django.contrib.sessions.backends.db import SessionStore
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from rest_framework.authtoken.models import Token
 
 from kaiwa.chat import services
 from kaiwa.chat.errors import NotAuthenticated, RoomForbidden
 from kaiwa.chat.models import Membership
-from tests.factories import MembershipFactory, RoomFactory
+from tests.factories import MembershipFactory, RoomFactory, token_for
 
 pytestmark = pytest.mark.django_db
 
@@ -30,10 +29,10 @@ def login_session(client, user):
 
 
 def test_a_token_join_costs_two_queries_once_a_member(alice):
-    token = Token.objects.create(user=alice)
+    token = token_for(alice)
     services.room_join(user=alice, slug="lobby")
     with CaptureQueriesContext(connection) as queries:
-        user, room = admit(user=None, session=None, token=token.key, slug="lobby")
+        user, room = admit(user=None, session=None, token=token, slug="lobby")
     assert (user, room.slug, room.read_seq) == (alice, "lobby", 0)
     assert len(queries) == 2, [q["sql"] for q in queries]  # token+user, room+membership
 
@@ -49,8 +48,8 @@ def test_a_cookie_join_costs_three_queries_once_a_member(alice, client):
 
 def test_the_session_wins_over_the_token(alice, bob, client):
     session = login_session(client, alice)
-    token = Token.objects.create(user=bob)
-    user, _ = admit(user=None, session=session, token=token.key, slug="x")
+    token = token_for(bob)
+    user, _ = admit(user=None, session=session, token=token, slug="x")
     assert user == alice
 
 
@@ -71,11 +70,11 @@ def test_a_session_whose_password_changed_is_refused(alice, client):
 
 
 def test_an_inactive_users_token_is_refused(alice):
-    token = Token.objects.create(user=alice)
+    token = token_for(alice)
     alice.is_active = False
     alice.save()
     with pytest.raises(NotAuthenticated):
-        admit(user=None, session=None, token=token.key, slug="lobby")
+        admit(user=None, session=None, token=token, slug="lobby")
 
 
 def test_a_new_public_room_or_membership_is_left_to_the_writer(alice):

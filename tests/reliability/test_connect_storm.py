@@ -49,12 +49,12 @@ def storm(postgres_url, redis_url, tmp_path_factory) -> Iterator[tuple[KaiwaServ
     code = (
         "import json\n"
         "from django.contrib.auth.models import User\n"
-        "from rest_framework.authtoken.models import Token\n"
+        "from kaiwa.accounts.services import token_create_batch\n"
         f"names = ['storm{{}}'.format(i) for i in range({USERS})]\n"
         "have = set(User.objects.filter(username__in=names).values_list('username', flat=True))\n"
         "User.objects.bulk_create([User(username=n, password='!') for n in names if n not in have])\n"
         "users = User.objects.filter(username__in=names)\n"
-        "print(json.dumps([Token.objects.get_or_create(user=u)[0].key for u in users]))\n"
+        "print(json.dumps(list(token_create_batch(users=users).values())))\n"
     )
     tokens = json.loads(manage(env, "shell", "-c", code).strip().splitlines()[-1])
     server = KaiwaServer(env, tmp / "serve.log").start()

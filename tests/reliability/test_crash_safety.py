@@ -46,10 +46,10 @@ def issue_tokens(env: dict[str, str], names: tuple[str, ...]) -> dict[str, str]:
     code = (
         "import json\n"
         "from django.contrib.auth.models import User\n"
-        "from rest_framework.authtoken.models import Token\n"
+        "from kaiwa.accounts.services import token_create\n"
         f"names = {list(names)!r}\n"
-        "print(json.dumps({n: Token.objects.get_or_create(user=User.objects.get(username=n))"
-        "[0].key for n in names}))\n"
+        "print(json.dumps({n: token_create(user=User.objects.get(username=n))[1]"
+        " for n in names}))\n"
     )
     return json.loads(manage(env, "shell", "-c", code).strip().splitlines()[-1])
 

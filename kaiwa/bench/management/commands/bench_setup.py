@@ -1,12 +1,12 @@
-"""``kaiwa manage bench_setup N``: N users ``bench-<i>`` with API tokens, as JSON."""
+"""``kaiwa manage bench_setup N``: N users ``bench-<i>`` with new API tokens, as JSON."""
 
 import json
-import secrets
 
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
-from rest_framework.authtoken.models import Token
+
+from kaiwa.accounts.services import token_create_batch
 
 
 class Command(BaseCommand):
@@ -24,10 +24,7 @@ class Command(BaseCommand):
             [User(username=n, password="!") for n in names if n not in existing], batch_size=1000
         )
         users = list(User.objects.filter(username__in=names).order_by("id"))
-        have = set(Token.objects.filter(user__in=users).values_list("user_id", flat=True))
-        Token.objects.bulk_create(
-            [Token(user=u, key=secrets.token_hex(20)) for u in users if u.pk not in have],
-            batch_size=1000,
-        )
-        keys = dict(Token.objects.filter(user__in=users).values_list("user__username", "key"))
-        self.stdout.write(json.dumps([keys[n] for n in names]))
+        # Tokens are stored hashed: every run makes new ones (the old ones stay valid).
+        keys = token_create_batch(users=users, name="bench")
+        by_name = {u.username: keys[u.pk] for u in users}
+        self.stdout.write(json.dumps([by_name[n] for n in names]))

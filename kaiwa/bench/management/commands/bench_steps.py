@@ -33,8 +33,8 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from rest_framework.authtoken.models import Token
 
+from kaiwa.accounts.services import token_create_batch
 from kaiwa.chat import fanout, services
 from kaiwa.chat.models import Membership, Room
 
@@ -71,13 +71,12 @@ class Command(BaseCommand):
             [user_model(username=f"steps-{tag}-{i}", password="!") for i in range(users)]
         )
         people = list(user_model.objects.filter(username__startswith=f"steps-{tag}-"))
-        tokens = Token.objects.bulk_create(
-            [Token(user=u, key=secrets.token_hex(20)) for u in people]
-        )
+        keys = token_create_batch(users=people, name="bench")
+        tokens = [keys[u.pk] for u in people]
         room = Room.objects.create(slug=f"steps-{tag}", title="steps")
         Membership.objects.bulk_create([Membership(room=room, user=u) for u in people])
-        one = [services.Admission(slug=room.slug, token=tokens[0].key)]
-        every = [services.Admission(slug=room.slug, token=t.key) for t in tokens]
+        one = [services.Admission(slug=room.slug, token=tokens[0])]
+        every = [services.Admission(slug=room.slug, token=t) for t in tokens]
 
         def post(count: int) -> Callable[[], Any]:
             batch = [
