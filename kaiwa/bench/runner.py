@@ -152,6 +152,10 @@ def kaiwa_env(**extra: str) -> dict[str, str]:
         KAIWA_CONNECT_RATE_PER_IP="1000000",
         KAIWA_CONNECT_BURST_PER_IP="1000000",
         KAIWA_MAX_CONNECTIONS_PER_USER="1000000",
+        # Every round makes new rooms through the same users (tokens[0] opens
+        # each one-room scenario): room budgets off, as the limits above.
+        KAIWA_ROOM_CREATE_RATE_PER_MINUTE="0",
+        KAIWA_MAX_ROOMS_PER_USER="0",
     )
     env.update(extra)
     return env

@@ -11,10 +11,10 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Room)
 class RoomAdmin(admin.ModelAdmin):
-    list_display = ["slug", "title", "private", "last_seq", "created_at"]
+    list_display = ["slug", "title", "private", "last_seq", "created_at", "created_by"]
     list_filter = ["private"]
     search_fields = ["slug", "title"]
-    readonly_fields = ["last_seq"]
+    readonly_fields = ["last_seq", "created_by", "created_from_ip"]
     inlines = [MembershipInline]
 
 

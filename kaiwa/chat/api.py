@@ -12,7 +12,8 @@ from rest_framework.views import APIView
 
 from . import frames, selectors, services
 from .errors import ChatError, Unavailable
-from .selectors import MESSAGE_PAGE_MAX
+from .models import room_slug_validator
+from .selectors import MESSAGE_PAGE_MAX, ROOM_PAGE_DEFAULT, ROOM_PAGE_MAX
 
 
 class ChatAPIError(APIException):
@@ -59,13 +60,35 @@ class ChatAPIView(APIView):
         return super().handle_exception(exc)
 
 
+def query_cursor(request: Request) -> str | None:
+    """The ``cursor`` query parameter (a room slug, from a page's ``next``);
+    raises a 400 ChatAPIError on anything else."""
+    raw = request.query_params.get("cursor")
+    if raw in (None, ""):
+        return None
+    try:
+        room_slug_validator(raw)
+    except Exception as exc:
+        error = ChatError("'cursor' must be the 'next' of a previous page.", code="bad_request")
+        raise ChatAPIError(error) from exc
+    return str(raw)
+
+
 class RoomListAPI(ChatAPIView):
     def get(self, request: Request) -> HttpResponse:
+        """The rooms listed to you, in slug order, ``limit`` (default 200, at
+        most 500) per page; ``next`` is the ``cursor`` of the next page
+        (null on the last)."""
+        page, next_cursor = selectors.room_page(
+            user=request.user,
+            after=query_cursor(request),
+            limit=max(1, query_int(request, "limit", ROOM_PAGE_DEFAULT, ROOM_PAGE_MAX)),
+        )
         rooms = [
             {"slug": r.slug, "title": r.title, "private": r.private, "last_seq": r.last_seq}
-            for r in selectors.room_list_visible(user=request.user)
+            for r in page
         ]
-        return json_response({"rooms": rooms})
+        return json_response({"rooms": rooms, "next": next_cursor})
 
 
 class MessageListAPI(ChatAPIView):

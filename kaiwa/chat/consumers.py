@@ -174,8 +174,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def _admit(self, slug: str) -> None:
         """Authenticate and admit to the room (4401, 4403, 4404), in a batch
-        with the other joins of the moment (kaiwa.chat.joins); a new room or
-        membership is written by the write thread."""
+        with the other joins of the moment (kaiwa.chat.joins); a new room
+        (4403 over the creator's cap, 4429 over his rate) or membership is
+        written by the write thread."""
         user = self.scope.get("user")  # set when the stack resolved it already
         session = self.scope.get("session")
         self.session_key = session.session_key if session is not None else None
@@ -186,8 +187,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
             token=self.scope.get(BEARER_TOKEN_KEY),
         )
         self.user, room = await get_admitter().admit(self.admission)
-        if room is None:
-            room = await get_writer().create_room(slug)
+        if room is None:  # a new public room: within its creator's budgets (4403, 4429)
+            creator = services.Creator(
+                user_id=self.user.pk if self.user is not None else None,
+                ip=limits.client_ip(self.scope),
+            )
+            room = await get_writer().create_room(slug, creator)
             if room.private:  # made private (or a DM) by someone else meanwhile
                 raise RoomForbidden("This room is private.")
         if self.user is not None and room.read_seq is None:

@@ -56,3 +56,19 @@ class NotAuthenticated(ChatError):
     code = "unauthenticated"
     close_code = 4401
     http_status = 401
+
+
+class RoomCapReached(ChatError):
+    """You have created as many rooms as one user may; join an existing one."""
+
+    code = "forbidden"
+    close_code = 4403
+    http_status = 403
+
+
+class RoomCreateRateLimited(ChatError):
+    """Too many new rooms in a short time; try again in a minute."""
+
+    code = "rate_limited"
+    close_code = 4429
+    http_status = 429

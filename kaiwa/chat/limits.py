@@ -1,6 +1,7 @@
-"""Flood limits: a message rate per user, a connect rate per IP, a cap on sockets per user.
+"""Flood limits: a message rate per user, a connect rate per IP, a cap on sockets
+per user, a room-creation rate per user (or per IP for guests).
 
-All three are per process (each ``kaiwa serve`` keeps its own counts): with
+All four are per process (each ``kaiwa serve`` keeps its own counts): with
 N processes behind a load balancer a user may get up to N times a limit. They
 bound the work one client can make a process do, which is what they are for.
 
@@ -17,6 +18,12 @@ bound the work one client can make a process do, which is what they are for.
 - Sockets per user: at most KAIWA_MAX_CONNECTIONS_PER_USER open sockets per
   signed-in user; one more is accepted, then closed with 4429 (reason
   ``too many connections``).
+- Room creation: each user (each IP for guests) has a token bucket of
+  KAIWA_ROOM_CREATE_RATE_PER_MINUTE new rooms, refilled at that many per
+  minute; a join that would create a room over it is closed with 4429, a new
+  direct message over REST gets 429 (``services.room_create_batch``,
+  ``services.dm_open``). The cap on rooms per user is counted from stored
+  rows instead, so that it holds across processes (KAIWA_MAX_ROOMS_PER_USER).
 
 A rate or cap of 0 turns that limit off.
 
@@ -33,12 +40,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import token_bucket
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 logger = logging.getLogger(__name__)
 
@@ -236,3 +246,49 @@ def ConnectRateLimit(application: ASGIApp) -> ASGIApp:  # noqa: N802 (wraps like
         return None
 
     return limiter
+
+
+# --- room creation rate per user or IP ---------------------------------------------------
+
+
+class RoomCreateRate:
+    """The room-creation buckets of this process: KAIWA_ROOM_CREATE_RATE_PER_MINUTE
+    new rooms per minute per key, in bursts of as many (None when off)."""
+
+    def __init__(self) -> None:
+        per_minute = settings.KAIWA_ROOM_CREATE_RATE_PER_MINUTE
+        self.limiter = bucket(per_minute / 60, math.ceil(per_minute))
+
+
+_room_creates: RoomCreateRate | None = None
+# Rooms are created on the write thread (sockets) and on Django's request
+# threads (direct messages), and ForgetfulMemoryStorage sweeps its dict: one lock.
+_room_creates_lock = threading.Lock()
+
+
+def room_create_allowed(key: str) -> bool:
+    """Take a token from the room-creation bucket of ``key`` (``user:<id>``, or
+    ``ip:<address>`` for a guest); True when one more room may be created.
+
+    Always True with the limit off. Thread-safe: any thread of the process
+    shares the same buckets.
+    """
+    global _room_creates
+    with _room_creates_lock:
+        if _room_creates is None:
+            _room_creates = RoomCreateRate()
+        limiter = _room_creates.limiter
+        return limiter is None or limiter.consume(key)
+
+
+def room_create_limits_reset() -> None:
+    """Forget every room-creation bucket (tests, a changed setting)."""
+    global _room_creates
+    with _room_creates_lock:
+        _room_creates = None
+
+
+@receiver(setting_changed)
+def _room_create_setting_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting == "KAIWA_ROOM_CREATE_RATE_PER_MINUTE":
+        room_create_limits_reset()

@@ -22,6 +22,17 @@ class Room(models.Model):
     private = models.BooleanField(default=False)
     last_seq = models.PositiveBigIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
+    # Who made the room: the per-user (or, for guests, per-IP) room budget
+    # counts these rows (services.room_create_batch); an empty direct message
+    # is listed to its opener only (selectors.room_list_listed).
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="rooms_created",
+    )
+    created_from_ip = models.GenericIPAddressField(null=True, blank=True, db_index=True)
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="rooms"
     )

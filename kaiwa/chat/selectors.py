@@ -5,18 +5,52 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from .errors import RoomNotFound
-from .models import Message, Room
-from .services import room_slug_check
+from .models import Membership, Message, Room
+from .services import DM_PREFIX, room_slug_check
 
 MESSAGE_PAGE_MAX = 200
+ROOM_PAGE_DEFAULT = 200  # rooms per GET /api/rooms/ page without ?limit=
+ROOM_PAGE_MAX = 500
 
 
 def room_list_visible(*, user: Any) -> QuerySet[Room]:
     """Rooms ``user`` may see: every public room and the private rooms he is in."""
-    return Room.objects.filter(Q(private=False) | Q(memberships__user=user)).distinct()
+    return Room.objects.filter(Q(private=False) | Exists(_membership_of(user)))
+
+
+def _membership_of(user: Any) -> QuerySet[Membership]:
+    return Membership.objects.filter(room=OuterRef("pk"), user=user)
+
+
+def room_list_listed(*, user: Any) -> QuerySet[Room]:
+    """Rooms listed to ``user`` (``GET /api/rooms/``, the ``/chat/`` page):
+    those he may see, less the direct messages nobody has written in yet
+    that someone else opened. Opening a conversation tells its recipient
+    nothing until something is said; he may still enter it."""
+    unsaid = Q(slug__startswith=DM_PREFIX, last_seq=0) & ~Q(created_by=user)
+    return room_list_visible(user=user).exclude(unsaid)
+
+
+def room_page(*, user: Any, after: str | None, limit: int) -> tuple[list[Room], str | None]:
+    """Up to ``limit`` rooms listed to ``user`` (``room_list_listed``) with a
+    slug after ``after`` (None: from the first), in slug order, and the
+    cursor of the next page: the last slug returned, None on the last page.
+    Keyset pagination: a page costs the same wherever it starts."""
+    rooms = room_list_listed(user=user).order_by("slug")
+    if after is not None:
+        rooms = rooms.filter(slug__gt=after)
+    page = list(rooms[: limit + 1])
+    return page[:limit], page[limit - 1].slug if len(page) > limit else None
+
+
+def room_list_index(*, user: Any) -> QuerySet[Room]:
+    """Rooms listed to ``user`` with ``mine`` (bool: he is a member), his
+    first, then by slug: what the ``/chat/`` page pages through."""
+    rooms = room_list_listed(user=user).annotate(mine=Exists(_membership_of(user)))
+    return rooms.order_by("-mine", "slug")
 
 
 def room_get_visible(*, user: Any, slug: str) -> Room:

@@ -1,34 +1,41 @@
 """Web pages: the room index and a room."""
 
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from . import selectors
 from .errors import RoomNotFound
-from .models import Room
-from .services import room_slug_check
+from .services import DM_PREFIX, room_slug_check
+
+INDEX_PAGE_ROOMS = 50  # rooms per /chat/ page
 
 
 @login_required
 def index(request: HttpRequest) -> HttpResponse:
-    rooms = selectors.room_list_visible(user=request.user)
-    return render(request, "chat/index.html", {"rooms": rooms})
+    """Your rooms first, then the other public rooms, INDEX_PAGE_ROOMS a page
+    (``?page=``): a page stays small however many rooms exist."""
+    rooms = selectors.room_list_index(user=request.user)
+    page = Paginator(rooms, INDEX_PAGE_ROOMS).get_page(request.GET.get("page"))
+    return render(request, "chat/index.html", {"page": page})
 
 
 @login_required
 def room(request: HttpRequest, room_name: str) -> HttpResponse:
+    """The page of room ``room_name``, alike for a name that is free and for a
+    private room you are not in (its socket is then refused with 4403), so
+    that the page tells nothing of which rooms exist. A ``dm-`` name you are
+    not in is 404 whether it exists or not: no socket could enter it."""
     try:
         room_slug_check(slug=room_name)
     except RoomNotFound as exc:
         raise Http404("Bad room name.") from exc
-    existing = Room.objects.filter(slug=room_name).first()
-    # A private room is shown only to its members; a new name becomes a public
-    # room on the socket's first join, as in the Channels tutorial.
-    if existing is not None and existing.private:
-        try:
-            existing = selectors.room_get_visible(user=request.user, slug=room_name)
-        except RoomNotFound as exc:
+    try:
+        visible = selectors.room_get_visible(user=request.user, slug=room_name)
+    except RoomNotFound as exc:
+        if room_name.startswith(DM_PREFIX):
             raise Http404("No such room.") from exc
-    title = existing.title if existing is not None else room_name
+        return render(request, "chat/room.html", {"room_name": room_name, "title": room_name})
+    title = visible.title or room_name
     return render(request, "chat/room.html", {"room_name": room_name, "title": title})

@@ -11,9 +11,10 @@ only after commit.
 Joins that create a public room or make a user a member queue the same way
 and are inserted together (``services.room_create_batch``,
 ``services.membership_create_batch``; all joiners of one new room share its
-creation): a connect storm of new members in new rooms costs a few
-transactions, and on SQLite no two threads ever compete for the one write
-lock (whose busy handler sleeps up to 100 ms per retry).
+creation, made by the first of them within his room budgets): a connect
+storm of new members in new rooms costs a few transactions, and on SQLite no
+two threads ever compete for the one write lock (whose busy handler sleeps
+up to 100 ms per retry).
 """
 
 from __future__ import annotations
@@ -52,19 +53,20 @@ class MessageWriter:
         self.loop = loop
         self.queue: list[tuple[services.Post, asyncio.Future[Any]]] = []
         self.members: list[tuple[tuple[int, int], asyncio.Future[Any]]] = []
-        self.rooms: dict[str, asyncio.Future[Any]] = {}  # slug -> its creation
+        self.rooms: list[tuple[services.RoomRequest, asyncio.Future[Any]]] = []
         self.task: asyncio.Task[None] | None = None
 
-    async def create_room(self, slug: str) -> Room:
-        """The public room ``slug``, created unless it exists; every caller
-        asking for the same slug meanwhile shares one creation. Returns the
-        Room (it may be private if created elsewhere meanwhile: check).
-        Raises what storing raised (a database error)."""
-        future = self.rooms.get(slug)
-        if future is None:
-            future = self.rooms[slug] = self.loop.create_future()
-            self._wake()
-        return await asyncio.shield(future)  # type: ignore[no-any-return]
+    async def create_room(self, slug: str, creator: services.Creator) -> Room:
+        """The public room ``slug``, created by ``creator`` unless it exists;
+        every caller asking for the same slug meanwhile shares one creation.
+        Returns the Room (it may be private if created elsewhere meanwhile:
+        check). Raises the ChatError refusing this creator the creation
+        (``services.room_create_batch``: 4403, 4429) or what storing raised
+        (a database error)."""
+        future: asyncio.Future[Any] = self.loop.create_future()
+        self.rooms.append((services.RoomRequest(slug=slug, creator=creator), future))
+        self._wake()
+        return await future  # type: ignore[no-any-return]
 
     async def add_member(self, room_id: int, user_id: int) -> None:
         """Make user ``user_id`` a member of room ``room_id``; returns once
@@ -92,7 +94,7 @@ class MessageWriter:
         try:
             while self.queue or self.members or self.rooms:
                 if self.rooms:
-                    rooms, self.rooms = self.rooms, {}
+                    rooms, self.rooms = self.rooms[:MAX_BATCH], self.rooms[MAX_BATCH:]
                     await self._store_rooms(rooms)
                 if self.members:
                     joins, self.members = self.members[:MAX_BATCH], self.members[MAX_BATCH:]
@@ -103,15 +105,18 @@ class MessageWriter:
         finally:
             self.task = None
 
-    async def _store_rooms(self, rooms: dict[str, asyncio.Future[Any]]) -> None:
+    async def _store_rooms(
+        self, rooms: list[tuple[services.RoomRequest, asyncio.Future[Any]]]
+    ) -> None:
+        results: list[Any]
         try:
-            created = await db.run_write(services.room_create_batch, slugs=list(rooms))
+            results = await db.run_write(
+                services.room_create_batch, requests=[request for request, _ in rooms]
+            )
         except Exception as exc:
-            for future in rooms.values():
-                settle(future, exc)
-            return
-        for slug, future in rooms.items():
-            settle(future, created[slug])
+            results = [exc] * len(rooms)
+        for (_, future), result in zip(rooms, results, strict=True):
+            settle(future, result)  # a ChatError: this creator was refused
 
     async def _store_members(
         self, joins: list[tuple[tuple[int, int], asyncio.Future[Any]]]

@@ -27,6 +27,10 @@
       headers: { "Content-Type": "application/json", "X-CSRFToken": csrf },
       body: JSON.stringify({ username: dmInput.value.trim() }),
     });
+    if (response.status === 429) {
+      dmError.textContent = "Too many new conversations: try again in a minute.";
+      return;
+    }
     if (!response.ok) { dmError.textContent = "No such user."; return; }
     const room = await response.json();
     window.location.pathname = "/chat/" + room.slug + "/";
