@@ -91,6 +91,16 @@ def _fresh_channel_layers():
     limits.room_create_limits_reset()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Rate-limit counters (django-ratelimit, in the local-memory cache) start at zero."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
 @pytest.fixture
 def alice(db):
     from tests.factories import UserFactory

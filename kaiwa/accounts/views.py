@@ -64,7 +64,8 @@ class TokenAPI(APIView):
                 {"code": "bad_credentials", "detail": "Wrong username or password."}, status=401
             )
         row, key = token
-        return JsonResponse({"token": key, **token_json(row), "username": row.user.username})
+        # Exactly PROTOCOL.md's shape; the token's id and expiry are in GET /api/tokens/.
+        return JsonResponse({"token": key, "username": row.user.username})
 
 
 def token_json(token: ApiToken) -> dict[str, Any]:

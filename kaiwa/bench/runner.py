@@ -156,6 +156,7 @@ def kaiwa_env(**extra: str) -> dict[str, str]:
         # each one-room scenario): room budgets off, as the limits above.
         KAIWA_ROOM_CREATE_RATE_PER_MINUTE="0",
         KAIWA_MAX_ROOMS_PER_USER="0",
+        KAIWA_SIGNIN_RATE_PER_IP="1000000/m",
     )
     env.update(extra)
     return env

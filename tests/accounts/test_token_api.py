@@ -20,7 +20,7 @@ def test_it_issues_a_token(alice):
     )
     # Each sign-in is a token of its own (django-rest-knox), revocable alone.
     assert again.json()["token"] != body["token"]
-    assert body["expiry"] is not None
+    assert set(body) == {"token", "username"}  # PROTOCOL.md section 5, exactly
 
 
 def test_it_rejects_bad_credentials(alice):
