@@ -85,10 +85,12 @@ def _fresh_channel_layers():
     channel_layers.backends.clear()
     fanout._hub = writer._writer = reads._positions = joins._admitter = None
     limits.room_create_limits_reset()
+    limits.message_limits_reset()
     yield
     channel_layers.backends.clear()
     fanout._hub = writer._writer = reads._positions = joins._admitter = None
     limits.room_create_limits_reset()
+    limits.message_limits_reset()
 
 
 @pytest.fixture(autouse=True)

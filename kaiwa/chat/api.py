@@ -10,8 +10,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from . import frames, selectors, services
-from .errors import ChatError, Unavailable
+from . import frames, limits, selectors, services
+from .errors import ChatError, MessageRateLimited, Unavailable
 from .models import room_slug_validator
 from .selectors import MESSAGE_PAGE_MAX, ROOM_PAGE_DEFAULT, ROOM_PAGE_MAX
 
@@ -103,9 +103,14 @@ class MessageListAPI(ChatAPIView):
         return json_response({"messages": [frames.message_payload(m, room) for m in messages]})
 
     def post(self, request: Request, room: str) -> HttpResponse:
+        """Store and broadcast a message: 201 (200 for a ``client_id`` seen
+        before). 429 ``rate_limited`` over the sender's message budget, the
+        same bucket his sockets use (``limits.message_post_allowed``)."""
         data = json_body(request)
         # A private room is visible to its members only: strangers get 404.
         found = selectors.room_get_visible(user=request.user, slug=room)
+        if not limits.message_post_allowed(f"user:{request.user.pk}"):
+            raise MessageRateLimited(limits.SenderLimit.detail())
         message, created = services.message_create(
             room=found,
             user=request.user,

@@ -66,6 +66,14 @@ class RoomCapReached(ChatError):
     http_status = 403
 
 
+class MessageRateLimited(ChatError):
+    """Too many messages: over KAIWA_RATE_MESSAGES_PER_SECOND; this one was not stored."""
+
+    code = "rate_limited"
+    close_code = 4429
+    http_status = 429
+
+
 class RoomCreateRateLimited(ChatError):
     """Too many new rooms in a short time; try again in a minute."""
 

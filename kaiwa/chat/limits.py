@@ -6,10 +6,11 @@ N processes behind a load balancer a user may get up to N times a limit. They
 bound the work one client can make a process do, which is what they are for.
 
 - Message rate (PROTOCOL.md sections 3 and 6): each user has a token bucket of
-  KAIWA_RATE_BURST messages refilled at KAIWA_RATE_MESSAGES_PER_SECOND. A
+  KAIWA_RATE_BURST messages refilled at KAIWA_RATE_MESSAGES_PER_SECOND,
+  shared by his sockets and his REST posts (``message_post_allowed``). A
   message posted over WebSocket with the bucket empty is not stored and gets
   error ``rate_limited``; after KAIWA_RATE_STRIKES refused messages in a row
-  the socket is closed with 4429.
+  the socket is closed with 4429. Over REST it gets 429 ``rate_limited``.
 - Connect rate: each client IP (the address uvicorn reports: the peer, or
   ``X-Forwarded-For`` from a proxy in FORWARDED_ALLOW_IPS) has a token bucket
   of KAIWA_CONNECT_BURST_PER_IP handshakes refilled at
@@ -100,12 +101,11 @@ def bucket(rate: float, capacity: int) -> token_bucket.Limiter | None:
 class Limits:
     """The limits of one process (one event loop), built from settings.
 
-    ``messages`` and ``connects`` are keyed token buckets (None when off);
+    ``connects`` is a keyed token bucket (None when off);
     ``sockets`` counts open sockets per user id.
     """
 
     def __init__(self) -> None:
-        self.messages = bucket(settings.KAIWA_RATE_MESSAGES_PER_SECOND, settings.KAIWA_RATE_BURST)
         self.connects = bucket(
             settings.KAIWA_CONNECT_RATE_PER_IP, settings.KAIWA_CONNECT_BURST_PER_IP
         )
@@ -142,8 +142,7 @@ class SenderLimit:
         self.strikes = 0
 
     def check(self) -> bool:
-        limiter = get_limits().messages
-        if limiter is None or limiter.consume(self.key):
+        if message_post_allowed(self.key):
             self.strikes = 0
             return True
         self.strikes += 1
@@ -158,6 +157,34 @@ class SenderLimit:
         """The human text of the ``rate_limited`` error frame."""
         rate = settings.KAIWA_RATE_MESSAGES_PER_SECOND
         return f"Too many messages: at most {rate:g} per second; this one was not stored."
+
+
+_messages: token_bucket.Limiter | None = None
+_messages_built = False
+# Sockets post from the event loop, REST posts from Django's request threads,
+# and ForgetfulMemoryStorage sweeps its dict: one lock (uncontended: ~0.1 µs).
+_messages_lock = threading.Lock()
+
+
+def message_post_allowed(key: str) -> bool:
+    """Take a token from the message bucket ``key`` (``user:<id>``, or
+    ``guest:<socket id>``); True when the message may be stored. One bucket
+    per key in the process, whichever thread asks: a user's sockets and his
+    ``POST /api/rooms/<room>/messages/`` share it. Always True with
+    KAIWA_RATE_MESSAGES_PER_SECOND at 0."""
+    global _messages, _messages_built
+    with _messages_lock:
+        if not _messages_built:
+            _messages = bucket(settings.KAIWA_RATE_MESSAGES_PER_SECOND, settings.KAIWA_RATE_BURST)
+            _messages_built = True
+        return _messages is None or _messages.consume(key)
+
+
+def message_limits_reset() -> None:
+    """Forget every message bucket (tests, a changed setting)."""
+    global _messages, _messages_built
+    with _messages_lock:
+        _messages, _messages_built = None, False
 
 
 # --- sockets per user -----------------------------------------------------------------
@@ -292,3 +319,5 @@ def room_create_limits_reset() -> None:
 def _room_create_setting_changed(*, setting: str, **kwargs: Any) -> None:
     if setting == "KAIWA_ROOM_CREATE_RATE_PER_MINUTE":
         room_create_limits_reset()
+    if setting in ("KAIWA_RATE_MESSAGES_PER_SECOND", "KAIWA_RATE_BURST"):
+        message_limits_reset()

@@ -99,3 +99,34 @@ async def test_user_socket_cap_counts_and_releases(settings):
     limits.user_socket_release(1)
     limits.user_socket_release(1)
     assert limits.get_limits().sockets == {2: 1}
+
+
+@pytest.mark.django_db
+def test_rest_posts_share_the_sockets_message_budget(settings, clock):
+    from django.test import Client
+
+    from tests.factories import RoomFactory, UserFactory
+
+    settings.KAIWA_RATE_MESSAGES_PER_SECOND = 1.0
+    settings.KAIWA_RATE_BURST = 3
+    alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
+    RoomFactory(slug="lobby")
+    socket = limits.SenderLimit(f"user:{alice.pk}")
+    assert socket.check()  # one message over WebSocket
+    client = Client()
+    client.force_login(alice)
+
+    def post(c):
+        return c.post(
+            "/api/rooms/lobby/messages/", {"message": "hi"}, content_type="application/json"
+        )
+
+    assert [post(client).status_code for _ in range(3)] == [201, 201, 429]
+    refused = post(client)
+    assert refused.json()["code"] == "rate_limited"
+    assert not socket.check()  # the REST posts emptied the socket's bucket too
+    other = Client()
+    other.force_login(bob)
+    assert post(other).status_code == 201  # per user
+    clock.now += 1
+    assert post(client).status_code == 201
