@@ -142,7 +142,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.user_id: int | None = None
         self.session_key: str | None = None
         self.admission: services.Admission | None = None  # the credentials of the join
-        self.socket_slot: int | None = None  # user id whose per-user socket slot we hold
+        # user id (or "ip:<address>" for a guest) whose socket slot we hold
+        self.socket_slot: int | str | None = None
         self.sender_limit = limits.SenderLimit(f"guest:{self.socket_id}")
         # Accepted through the server's own send: Channels' session wrapper
         # would only save a session, and this consumer changes none.
@@ -208,13 +209,20 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self.username = f"guest-{secrets.token_hex(4)}"
 
     def _take_socket_slot(self) -> bool:
-        """Count this socket against its user's cap (kaiwa.chat.limits); False when full."""
-        if self.user is None:
-            return True
-        if not limits.user_socket_acquire(self.user.pk):
+        """Count this socket against its user's cap, or a guest's against his
+        IP's (kaiwa.chat.limits), and pick its message bucket; False when full."""
+        if self.user is not None:
+            slot: int | str = self.user.pk
+            self.sender_limit = limits.SenderLimit(f"user:{self.user.pk}")
+        else:
+            ip = limits.client_ip(self.scope)
+            if ip is None:  # no address to key on: the socket's own bucket
+                return True
+            slot = f"ip:{ip}"
+            self.sender_limit = limits.SenderLimit(f"guest-ip:{ip}")
+        if not limits.user_socket_acquire(slot):
             return False
-        self.socket_slot = self.user.pk
-        self.sender_limit = limits.SenderLimit(f"user:{self.user.pk}")
+        self.socket_slot = slot
         return True
 
     async def _join(self, slug: str) -> None:

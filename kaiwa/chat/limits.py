@@ -19,6 +19,8 @@ bound the work one client can make a process do, which is what they are for.
 - Sockets per user: at most KAIWA_MAX_CONNECTIONS_PER_USER open sockets per
   signed-in user; one more is accepted, then closed with 4429 (reason
   ``too many connections``).
+- Guests (KAIWA_ALLOW_GUESTS) have no account to count by: the guests of one
+  client IP share one message bucket and one socket cap, as a user's sockets do.
 - Room creation: each user (each IP for guests) has a token bucket of
   KAIWA_ROOM_CREATE_RATE_PER_MINUTE new rooms, refilled at that many per
   minute; a join that would create a room over it is closed with 4429, a new
@@ -109,7 +111,7 @@ class Limits:
         self.connects = bucket(
             settings.KAIWA_CONNECT_RATE_PER_IP, settings.KAIWA_CONNECT_BURST_PER_IP
         )
-        self.sockets: dict[int, int] = {}
+        self.sockets: dict[int | str, int] = {}
 
 
 _limits: tuple[asyncio.AbstractEventLoop, Limits] | None = None
@@ -190,8 +192,9 @@ def message_limits_reset() -> None:
 # --- sockets per user -----------------------------------------------------------------
 
 
-def user_socket_acquire(user_id: int) -> bool:
-    """Count one more open socket of user ``user_id``.
+def user_socket_acquire(user_id: int | str) -> bool:
+    """Count one more open socket of user ``user_id`` (or of the guests of one
+    IP, keyed ``"ip:<address>"``).
 
     Returns False (and counts nothing) when the user already has
     KAIWA_MAX_CONNECTIONS_PER_USER sockets open in this process.
@@ -206,7 +209,7 @@ def user_socket_acquire(user_id: int) -> bool:
     return True
 
 
-def user_socket_release(user_id: int) -> None:
+def user_socket_release(user_id: int | str) -> None:
     """Undo one ``user_socket_acquire`` that returned True."""
     sockets = get_limits().sockets
     count = sockets.get(user_id, 0) - 1

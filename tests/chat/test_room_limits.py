@@ -143,6 +143,47 @@ async def test_guests_share_the_budgets_of_their_ip(settings):
     assert await join(guest, "g4", client="10.0.0.3") == "ready"
 
 
+@pytest.mark.django_db(transaction=True)
+async def test_guests_of_one_ip_share_a_message_bucket_and_a_socket_cap(settings):
+    settings.KAIWA_ALLOW_GUESTS = True
+    settings.KAIWA_RATE_MESSAGES_PER_SECOND = 0.001
+    settings.KAIWA_RATE_BURST = 2
+    settings.KAIWA_MAX_CONNECTIONS_PER_USER = 2
+
+    async def guest(ip):
+        communicator = WebsocketCommunicator(app, "/ws/chat/lobby/")
+        communicator.scope["user"] = AnonymousUser()
+        communicator.scope["client"] = (ip, 40000)
+        assert (await communicator.connect())[0]
+        while True:
+            output = await communicator.receive_output(timeout=5)
+            if output["type"] == "websocket.close":
+                return communicator, output.get("code")
+            if '"type":"ready"' in output.get("text", "").replace(" ", ""):
+                return communicator, "ready"
+
+    sent = iter(range(100))
+
+    async def post(communicator):
+        """Post one message; the answer to it: "message" (stored) or "error"."""
+        client_id = f"c{next(sent)}"
+        await communicator.send_json_to({"message": "hi", "client_id": client_id})
+        while True:
+            frame = await communicator.receive_json_from(timeout=5)
+            if frame.get("type") == "error" or frame.get("client_id") == client_id:
+                return frame.get("type")
+
+    (a, ready_a), (b, ready_b) = await guest("10.0.0.1"), await guest("10.0.0.1")
+    assert (ready_a, ready_b) == ("ready", "ready")
+    assert (await guest("10.0.0.1"))[1] == 4429  # a third socket from that IP
+    assert [await post(a), await post(b)] == ["message", "message"]
+    assert await post(a) == "error"  # the IP's bucket is empty, whichever socket asks
+    c, ready_c = await guest("10.0.0.2")
+    assert ready_c == "ready" and await post(c) == "message"
+    for communicator in (a, b, c):
+        await communicator.disconnect()
+
+
 # --- direct messages ---------------------------------------------------------------------
 
 
