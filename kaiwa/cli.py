@@ -35,18 +35,24 @@ def serve(host: str, port: int, log_level: str) -> None:
 
     uvicorn's sans-I/O websockets protocol is used; frames above
     KAIWA_MAX_FRAME_BYTES are refused by it with close code 1009, and sockets
-    open at shutdown are closed with 1012 (server restarting).
+    open at shutdown are closed with 1012 (server restarting). HTTP is parsed
+    by h11 (kaiwa.http): a request head above KAIWA_MAX_HEADER_BYTES gets 400,
+    one not complete within KAIWA_HEADER_TIMEOUT_SECONDS is closed.
     """
     _setup()
     import uvicorn
     from django.conf import settings
     from django.core.management import call_command
 
+    from kaiwa.http import HeadTimeoutH11Protocol
+
     call_command("migrate", interactive=False, verbosity=0)
     uvicorn.run(
         "config.asgi:application",
         host=host,
         port=port,
+        http=HeadTimeoutH11Protocol,
+        h11_max_incomplete_event_size=settings.KAIWA_MAX_HEADER_BYTES,
         ws="websockets-sansio",
         ws_max_size=settings.KAIWA_MAX_FRAME_BYTES,
         lifespan="off",
