@@ -182,7 +182,7 @@ def markdown(
         f"- Machine: {machine['cores']} cores ({machine['cpu']}), Python {machine['python']}, "
         f"uvicorn {machine['uvicorn']}; run {machine['date']}",
         f"- Rounds: {rounds} (targets alternate within each round; figures are medians, lost is the sum)",
-        "- Servers, one process each on uvicorn (uvloop, httptools, websockets-sansio):",
+        "- Servers, one process each on uvicorn (uvloop, h11, websockets-sansio):",
         "  `kaiwa` (SQLite, in-memory channel layer), `kaiwa-pg` (PostgreSQL, Redis pub/sub layer),",
         "  `tutorial` (the consumer of seeds/000 verbatim, channels_redis RedisChannelLayer defaults),",
         "  `raw` (raw ASGI broadcast app: no auth, no storage), `channels-floor` (a Channels",

@@ -1,7 +1,7 @@
 """``kaiwa bench``: start the servers, run the scenarios in alternating rounds,
 print the figures and write docs/benchmarks.md (with a PNG plot).
 
-Targets, all on uvicorn with the same options (uvloop, httptools,
+Targets, all on uvicorn with the same options (uvloop, h11,
 websockets-sansio), one process each:
 
 - ``kaiwa``: Kaiwa on its embedded defaults (SQLite, in-memory channel layer);
@@ -41,7 +41,8 @@ from typing import Any
 from . import loadgen
 
 UVICORN_OPTIONS = [
-    "--ws", "websockets-sansio", "--log-level", "warning", "--no-access-log", "--backlog", "4096"
+    "--ws", "websockets-sansio", "--log-level", "warning", "--no-access-log", "--backlog", "4096",
+    "--http", "h11",  # as `kaiwa serve` (kaiwa.http: bounded request heads)
 ]  # fmt: skip
 KAIWA_BIN = str(Path(sys.executable).with_name("kaiwa"))
 

@@ -37,8 +37,9 @@ def start_server(tmp_path_factory: pytest.TempPathFactory, **settings: str) -> K
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[KaiwaServer]:
-    """Like the ``kaiwa_server`` fixture, shared by the module."""
-    server = start_server(tmp_path_factory)
+    """Like the ``kaiwa_server`` fixture, shared by the module; the history
+    fixture posts 210 messages over REST at once, more than the default burst."""
+    server = start_server(tmp_path_factory, KAIWA_RATE_BURST="1000")
     yield server
     server.stop()
 
