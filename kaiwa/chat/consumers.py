@@ -23,7 +23,7 @@ from django.db import Error as DatabaseError
 
 from kaiwa.accounts.middleware import BEARER_TOKEN_KEY
 
-from . import db, fanout, frames, limits, selectors, services
+from . import db, fanout, frames, limits, selectors, services, validators
 from .errors import ChatError, NotAuthenticated, RoomForbidden, Unavailable
 from .fanout import RAW_SEND_KEY, Outbox, OutboxOverflow, RoomFeed, get_hub
 from .joins import get_admitter
@@ -150,7 +150,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.outbox.send({"type": "websocket.accept"})
         slug = self.scope["url_route"]["kwargs"]["room"]
         try:  # a bad room name is refused first, whoever asks (PROTOCOL.md 1)
-            services.room_slug_check(slug=slug)
+            validators.room_slug_check(slug=slug)
             await self._admit(slug)
         except ChatError as exc:
             await self._close(exc.close_code)

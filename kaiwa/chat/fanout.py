@@ -51,6 +51,7 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 
 from . import db, frames
+from .selectors import message_range, room_last_seqs, room_snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -316,7 +317,6 @@ class RoomFeed:
             self._gap_task = asyncio.get_running_loop().create_task(self._fill_gap())
 
     async def _fill_gap(self) -> None:
-        from .selectors import message_range
 
         try:
             # The missing broadcast is usually just late: give it a moment.
@@ -401,7 +401,6 @@ class Hub:
         """Every KAIWA_SEQ_CHECK_SECONDS, compare each feed with its room's seq
         in the database (one query for all rooms of this process), so that a
         lost last broadcast is filled even when no later message comes."""
-        from .selectors import room_last_seqs
 
         while True:
             await asyncio.sleep(settings.KAIWA_SEQ_CHECK_SECONDS)
@@ -625,7 +624,6 @@ def feed_snapshot(*, slug: str, limit: int) -> tuple[int, list[tuple[int, str]]]
     """The room's latest seq and its last ``limit`` messages as encoded
     ``(seq, frame)``, ascending (runs on a database thread). Raises
     RoomNotFound for an unknown room."""
-    from .selectors import room_snapshot
 
     latest, rows = room_snapshot(slug=slug, limit=limit)
     return latest, [(m.seq, frames.message_frame(m, slug)) for m in rows]

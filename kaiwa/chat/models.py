@@ -14,6 +14,10 @@ ROOM_SLUG_PATTERN = r"[A-Za-z0-9_-]{1,64}"
 room_slug_validator = RegexValidator(
     rf"^{ROOM_SLUG_PATTERN}\Z", "1 to 64 characters of letters, digits, '_' and '-'."
 )
+# Direct-message rooms are named dm-<low user id>-<high user id>; no public
+# room is ever created under this prefix, so every dm- name a user is not in
+# answers alike (4403, 404), whether it exists or not.
+DM_PREFIX = "dm-"
 
 
 class Room(models.Model):
@@ -44,6 +48,11 @@ class Room(models.Model):
 
     def __str__(self) -> str:
         return self.slug
+
+    @property
+    def is_direct(self) -> bool:
+        """True for the private room of two users opened by ``POST /api/dms/``."""
+        return self.private and self.slug.startswith(DM_PREFIX)
 
 
 class Membership(models.Model):

@@ -8,8 +8,8 @@ from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from .errors import RoomNotFound
-from .models import Membership, Message, Room
-from .services import DM_PREFIX, room_slug_check
+from .models import DM_PREFIX, Membership, Message, Room
+from .validators import room_slug_check
 
 MESSAGE_PAGE_MAX = 200
 ROOM_PAGE_DEFAULT = 200  # rooms per GET /api/rooms/ page without ?limit=

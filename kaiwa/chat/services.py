@@ -16,9 +16,8 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Q
 
 from kaiwa.accounts.selectors import session_user_get, token_users_get
-from kaiwa.notifications import services as notifications
 
-from . import fanout, limits
+from . import events, fanout, limits
 from .errors import (
     ChatError,
     MessageInvalid,
@@ -28,21 +27,8 @@ from .errors import (
     RoomForbidden,
     RoomNotFound,
 )
-from .models import Membership, Message, Room, room_slug_validator
-
-# Direct-message rooms are named dm-<low user id>-<high user id>; no public
-# room is ever created under this prefix, so every dm- name a user is not in
-# answers alike (4403, 404), whether it exists or not.
-DM_PREFIX = "dm-"
-
-
-def room_slug_check(*, slug: str) -> str:
-    """Return ``slug`` if it is a valid room name; raises RoomNotFound otherwise."""
-    try:
-        room_slug_validator(slug)
-    except Exception as exc:
-        raise RoomNotFound("Bad room name: 1 to 64 characters of [A-Za-z0-9_-].") from exc
-    return slug
+from .models import DM_PREFIX, Membership, Message, Room
+from .validators import room_slug_check
 
 
 def room_join(*, user: Any, slug: str) -> Room:
@@ -418,7 +404,7 @@ def message_create_batch(*, posts: Sequence[Post]) -> list[tuple[Message, bool] 
         created = _messages_insert(posts, fresh)
         for message in created.values():
             transaction.on_commit(partial(fanout.publish_message, message, message.room.slug))
-            notifications.missed_messages_queue(message=message)  # mentions and DMs: email rows
+            events.message_stored.send(sender=Message, message=message)  # email rows
     results: list[tuple[Message, bool] | ChatError] = []
     for index, post in enumerate(posts):
         key = (post.room.pk, post.username, post.client_id)

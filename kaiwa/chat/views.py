@@ -7,7 +7,8 @@ from django.shortcuts import render
 
 from . import selectors
 from .errors import RoomNotFound
-from .services import DM_PREFIX, room_slug_check
+from .models import DM_PREFIX
+from .validators import room_slug_check
 
 INDEX_PAGE_ROOMS = 50  # rooms per /chat/ page
 

@@ -6,7 +6,7 @@ from datetime import datetime
 from django.db.models import Min
 from django.db.models.functions import Lower
 
-from kaiwa.chat.models import Membership, Message, Room
+from kaiwa.chat.models import Membership, Message
 
 from .models import MissedMessage
 
@@ -30,13 +30,6 @@ def mention_names(*, text: str) -> list[str]:
     return list(tokens)[:MENTIONS_MAX]
 
 
-def room_is_direct(*, room: Room) -> bool:
-    """True for the private room of two users opened by ``POST /api/dms/``."""
-    from kaiwa.chat.services import DM_PREFIX  # chat.services imports this app
-
-    return room.private and room.slug.startswith(DM_PREFIX)
-
-
 def missed_message_recipients(*, message: Message) -> dict[int, str]:
     """Who ``message`` should notify: ``{user id: MissedMessage.Reason}``.
 
@@ -46,7 +39,7 @@ def missed_message_recipients(*, message: Message) -> dict[int, str]:
     ``mention``). A message with no ``@`` outside a DM costs no query.
     """
     room = message.room
-    direct = room_is_direct(room=room)
+    direct = room.is_direct
     if not direct and "@" not in message.text:  # most messages: no query, no queryset
         return {}
     members = Membership.objects.filter(room_id=room.pk, user__is_active=True)

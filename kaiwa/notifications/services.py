@@ -4,10 +4,11 @@ The design, after Zulip's missed-message emails and its
 ``deliver_scheduled_emails`` (rows claimed ``FOR UPDATE SKIP LOCKED`` and
 marked in the transaction that sends them):
 
-- ``missed_messages_queue`` runs inside ``chat.services.message_create``'s
-  transaction: a mention or DM row commits with its message or not at all.
-  Each row is due ``KAIWA_EMAIL_BATCH_SECONDS`` after it is written; on
-  commit a wake-up is scheduled at that time (``tasks.missed_message_wake_up``).
+- ``missed_messages_queue`` runs inside the transaction that stores a
+  message (``receivers``, on the chat app's ``message_stored`` event): a
+  mention or DM row commits with its message or not at all. Each row is due
+  ``KAIWA_EMAIL_BATCH_SECONDS`` after it is written; on commit the receiver
+  schedules a wake-up at that time (``tasks.missed_message_wake_up``).
 - ``missed_message_email_send`` sends a user's batch once its oldest pending
   row is due: it locks the user's pending rows, re-checks each (read since?
   message deleted? still a member?), sends one email listing the rest, and
@@ -29,7 +30,6 @@ import logging
 import smtplib
 from collections import OrderedDict
 from datetime import datetime, timedelta
-from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -42,7 +42,7 @@ from django.utils import timezone
 
 from kaiwa.chat.models import Membership, Message
 
-from . import selectors, tasks
+from . import selectors
 from .models import MissedMessage, MissedMessageEmail
 
 logger = logging.getLogger(__name__)
@@ -51,11 +51,12 @@ logger = logging.getLogger(__name__)
 def missed_messages_queue(*, message: Message) -> list[MissedMessage]:
     """Record who should get an email about the new ``message``, if unread in time.
 
-    Call inside the transaction that stores ``message``. Writes one pending
-    row per recipient (see ``selectors.missed_message_recipients``), due
-    KAIWA_EMAIL_BATCH_SECONDS (seconds) from now, and on commit schedules a
-    wake-up of each recipient's batch at that time. Returns the rows written
-    (empty for most messages, at no query cost).
+    Call inside the transaction that stores ``message`` (the receiver of
+    ``kaiwa.chat.events.message_stored`` does). Writes one pending row per
+    recipient (see ``selectors.missed_message_recipients``), due
+    KAIWA_EMAIL_BATCH_SECONDS (seconds) from now. Returns the rows written
+    (empty for most messages, at no query cost); the caller schedules their
+    wake-ups (``tasks.missed_message_wake_up``) on commit.
     """
     recipients = selectors.missed_message_recipients(message=message)
     if not recipients:
@@ -73,12 +74,6 @@ def missed_messages_queue(*, message: Message) -> list[MissedMessage]:
         )
         for user_id, reason in recipients.items()
     )
-    for user_id in recipients:
-        # robust: a broker that is down must not cost the message its broadcast;
-        # the periodic sweep sends the batch anyway.
-        transaction.on_commit(
-            partial(tasks.missed_message_wake_up, user_id=user_id, at=due_at), robust=True
-        )
     return rows
 
 

@@ -5,7 +5,7 @@ from django.contrib.sessions.backends.db import SessionStore
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from kaiwa.chat import services
+from kaiwa.chat import services, validators
 from kaiwa.chat.errors import NotAuthenticated, RoomForbidden
 from kaiwa.chat.models import Membership
 from tests.factories import MembershipFactory, RoomFactory, token_for
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db
 
 def admit(*, user, session, token, slug):
     """One handshake through the batch: ``(user, room)``, or its ChatError raised."""
-    services.room_slug_check(slug=slug)
+    validators.room_slug_check(slug=slug)
     admission = services.Admission(slug=slug, user=user, session=session, token=token)
     (result,) = services.room_admit_batch(admissions=[admission])
     if isinstance(result, Exception):

@@ -1,0 +1,24 @@
+"""The notifications app listens to the chat app's events (kaiwa.chat.events)."""
+
+from functools import partial
+from typing import Any
+
+from django.db import transaction
+from django.dispatch import receiver
+
+from kaiwa.chat.events import message_stored
+
+from . import services, tasks
+
+
+@receiver(message_stored, dispatch_uid="kaiwa.notifications.missed_messages")
+def missed_messages_on_store(sender: Any, message: Any, **kwargs: Any) -> None:
+    """Write the missed-message rows of a new mention or DM in its transaction,
+    and on commit schedule each recipient's wake-up at the rows' due time."""
+    for row in services.missed_messages_queue(message=message):
+        # robust: a broker that is down must not cost the message its broadcast;
+        # the periodic sweep sends the batch anyway.
+        transaction.on_commit(
+            partial(tasks.missed_message_wake_up, user_id=row.user_id, at=row.due_at),
+            robust=True,
+        )
