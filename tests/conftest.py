@@ -80,15 +80,15 @@ def _fresh_channel_layers():
     """Each test gets new channel layers and a new fan-out hub."""
     from channels.layers import channel_layers
 
-    from kaiwa.chat import fanout, joins, limits, reads, writer
+    from kaiwa.chat import limits, loops
 
     channel_layers.backends.clear()
-    fanout._hub = writer._writer = reads._positions = joins._admitter = None
+    loops.clear_for_testing()
     limits.room_create_limits_reset()
     limits.message_limits_reset()
     yield
     channel_layers.backends.clear()
-    fanout._hub = writer._writer = reads._positions = joins._admitter = None
+    loops.clear_for_testing()
     limits.room_create_limits_reset()
     limits.message_limits_reset()
 

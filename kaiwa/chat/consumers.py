@@ -23,7 +23,7 @@ from django.db import Error as DatabaseError
 
 from kaiwa.accounts.middleware import BEARER_TOKEN_KEY
 
-from . import db, fanout, frames, limits, selectors, services, validators
+from . import db, fanout, frames, limits, loops, selectors, services, validators
 from .errors import ChatError, NotAuthenticated, RoomForbidden, Unavailable
 from .fanout import RAW_SEND_KEY, Outbox, OutboxOverflow, RoomFeed, get_hub
 from .joins import get_admitter
@@ -326,7 +326,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     def _overflow(self) -> None:
         if not self.closing:
             logger.info("socket %s too slow: closing with 4408", self.socket_id)
-            asyncio.get_running_loop().create_task(self._close(CLOSE_TOO_SLOW))
+            loops.spawn(self._close(CLOSE_TOO_SLOW))
 
     # --- client frames ----------------------------------------------------------
 

@@ -50,7 +50,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 
-from . import db, frames
+from . import db, frames, loops
 from .selectors import message_range, room_last_seqs, room_snapshot
 
 logger = logging.getLogger(__name__)
@@ -126,10 +126,12 @@ class OutboxOverflow(Exception):
 
 async def _finish(coro: Coroutine[Any, Any, Any], yielded: Any) -> None:
     """Drive ``coro``, which suspended on ``yielded``, to its end as an
-    asyncio Task would (Task.__step); Python 3.12's eager tasks do the same."""
+    asyncio Task would (Task.__step), through public calls only: wait for
+    the future it yielded, then resume it with ``send``. Python 3.12's
+    ``asyncio.eager_task_factory`` does the same for a whole task; on 3.12
+    ``Outbox._write`` may become ``eager_start=True`` tasks."""
     while True:
         if isinstance(yielded, asyncio.Future):
-            yielded._asyncio_future_blocking = False
             await asyncio.wait({yielded})
         else:  # a bare yield, as in asyncio.sleep(0)
             await asyncio.sleep(0)
@@ -371,7 +373,6 @@ class Hub:
         self._watcher: asyncio.Task[None] | None = None
         self._users_joined = False
         self._user_events: list[dict[str, Any]] = []  # bound for other processes
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._revalidator: asyncio.Task[None] | None = None
         self.process_id = secrets.token_hex(8)  # tells our own batches apart
 
@@ -474,12 +475,8 @@ class Hub:
             self.spawn(self._group_send(group, remote))
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
-        """Run ``coro`` as a task kept referenced until it is done (an
-        unreferenced task may be collected mid-run: asyncio.create_task's
-        documentation)."""
-        task = self.loop.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        """Run ``coro`` as a task kept referenced until it is done (``loops.spawn``)."""
+        loops.spawn(coro)
 
     async def revalidate_all(self) -> None:
         """Every KAIWA_REVALIDATE_SECONDS, every local socket re-checks its
@@ -581,13 +578,13 @@ class Hub:
             feed.offer(seq, frame)
         if self.remote:
             event = {"type": ROOM_MESSAGE, "room": slug, "seq": seq, "frame": frame}
-            self.loop.create_task(self._group_send(room_group(slug), event))
+            self.spawn(self._group_send(room_group(slug), event))
 
     def publish_forget(self, event: dict[str, Any]) -> None:
         """Apply a ROOM_FORGET event here and send it to the other processes."""
         self.dispatch(event)
         if self.remote:
-            self.loop.create_task(self._group_send(room_group(event["room"]), event))
+            self.spawn(self._group_send(room_group(event["room"]), event))
 
     def publish_user(self, event: dict[str, Any]) -> None:
         """Send a USER_EVENT to every socket of its user in every process but its
@@ -603,7 +600,7 @@ class Hub:
     def _flush_user_events(self) -> None:
         events, self._user_events = self._user_events, []
         batch = {"type": USER_EVENTS, "events": events, "process": self.process_id}
-        self.loop.create_task(self._group_send(USERS_GROUP, batch))
+        self.spawn(self._group_send(USERS_GROUP, batch))
 
     async def _group_send(self, group: str, event: dict[str, Any]) -> None:
         # A lost publish is repaired by gap filling (invariant 2).
@@ -629,22 +626,13 @@ def feed_snapshot(*, slug: str, limit: int) -> tuple[int, list[tuple[int, str]]]
     return latest, [(m.seq, frames.message_frame(m, slug)) for m in rows]
 
 
-_hub: Hub | None = None
-
-
 def get_hub() -> Hub:
-    """The hub of the running event loop, created on first use."""
-    global _hub
-    loop = asyncio.get_running_loop()
-    if _hub is None or _hub.loop is not loop:
-        _hub = Hub(loop)
-    return _hub
+    """The hub of the running event loop, created on first use (kaiwa.chat.loops)."""
+    return loops.loop_local("hub", Hub)
 
 
 def _running_hub() -> Hub | None:
-    hub = _hub
-    if hub is None or hub.loop.is_closed() or not hub.loop.is_running():
-        return None
+    hub: Hub | None = loops.serving("hub")
     return hub
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from . import db, services
+from . import db, loops, services
 from .models import Room
 from .writer import settle
 
@@ -57,13 +57,6 @@ class Admitter:
             settle(future, result)  # a ChatError is raised to that join only
 
 
-_admitter: Admitter | None = None
-
-
 def get_admitter() -> Admitter:
-    """The admitter of the running event loop, created on first use."""
-    global _admitter
-    loop = asyncio.get_running_loop()
-    if _admitter is None or _admitter.loop is not loop:
-        _admitter = Admitter(loop)
-    return _admitter
+    """The admitter of the running event loop, created on first use (kaiwa.chat.loops)."""
+    return loops.loop_local("admitter", Admitter)

@@ -40,7 +40,6 @@ then ``rate`` per second.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import threading
@@ -53,6 +52,8 @@ from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
+from . import loops
+
 logger = logging.getLogger(__name__)
 
 CLOSE_TOO_MANY = 4429
@@ -61,35 +62,58 @@ HTTP_TOO_MANY_REQUESTS = 429
 ASGIApp = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Any]
 
 
-class ForgetfulMemoryStorage(token_bucket.MemoryStorage):
-    """``token_bucket.MemoryStorage`` that forgets idle buckets, so that a store
-    keyed by IP address or user stays bounded.
+class ForgetfulMemoryStorage(token_bucket.StorageBase):
+    """A ``token_bucket`` storage in memory that forgets idle buckets, so that
+    a store keyed by IP address or user stays bounded.
 
-    A bucket untouched for ``capacity / rate`` seconds is full again, which is
-    exactly what a missing bucket means to the limiter (it creates it full),
-    so forgetting it changes no answer. Idle buckets are swept at most once
-    per ``sweep_seconds`` (seconds), when a bucket is replenished.
+    Written on the package's public ``StorageBase`` (its extension point);
+    the refill arithmetic is ``token_bucket.MemoryStorage``'s: a bucket holds
+    ``[tokens, last refill (monotonic seconds)]`` and gains ``rate`` tokens
+    per second up to ``capacity``. A bucket untouched for ``capacity / rate``
+    seconds is full again, which is exactly what a missing bucket means to
+    the limiter (it creates it full), so forgetting it changes no answer.
+    Idle buckets are swept at most once per ``sweep_seconds`` (seconds), when
+    a bucket is replenished. Not thread-safe: callers hold a lock or stay on
+    one event loop.
     """
 
     def __init__(self, sweep_seconds: float = 60.0) -> None:
-        super().__init__()
+        self.buckets: dict[str | bytes, list[float]] = {}
         self.sweep_seconds = sweep_seconds
         self._next_sweep = time.monotonic() + sweep_seconds
 
+    def get_token_count(self, key: str | bytes) -> float:
+        """Tokens in bucket ``key`` at its last refill (0 for an unknown key)."""
+        bucket = self.buckets.get(key)
+        return bucket[0] if bucket is not None else 0
+
     def replenish(self, key: str | bytes, rate: float, capacity: int) -> None:
+        """Refill bucket ``key`` for the time since its last refill (a new one
+        starts full), after forgetting idle buckets once per sweep."""
         now = time.monotonic()
         if now >= self._next_sweep:
             self._next_sweep = now + self.sweep_seconds
             idle = capacity / rate
-            # _buckets maps key -> [tokens, last replenished (monotonic s)]: the
-            # package's layout in 0.4 (pinned <0.5 in pyproject.toml).
-            stale = [k for k, (_, last) in self._buckets.items() if now - last >= idle]
+            stale = [k for k, (_, last) in self.buckets.items() if now - last >= idle]
             for k in stale:
-                del self._buckets[k]
-        super().replenish(key, rate, capacity)
+                del self.buckets[k]
+        bucket = self.buckets.get(key)
+        if bucket is None:
+            self.buckets[key] = [capacity, now]
+        elif now >= bucket[1]:
+            bucket[0] = min(capacity, bucket[0] + rate * (now - bucket[1]))
+            bucket[1] = now
+
+    def consume(self, key: str | bytes, num_tokens: int) -> bool:
+        """Take ``num_tokens`` from bucket ``key`` if it holds that many."""
+        bucket = self.buckets.get(key)
+        if bucket is None or bucket[0] < num_tokens:
+            return False
+        bucket[0] -= num_tokens
+        return True
 
     def __len__(self) -> int:
-        return len(self._buckets)
+        return len(self.buckets)
 
 
 def bucket(rate: float, capacity: int) -> token_bucket.Limiter | None:
@@ -114,16 +138,9 @@ class Limits:
         self.sockets: dict[int | str, int] = {}
 
 
-_limits: tuple[asyncio.AbstractEventLoop, Limits] | None = None
-
-
 def get_limits() -> Limits:
-    """The limits of the running event loop, created on first use (like the hub)."""
-    global _limits
-    loop = asyncio.get_running_loop()
-    if _limits is None or _limits[0] is not loop:
-        _limits = (loop, Limits())
-    return _limits[1]
+    """The limits of the running event loop, created on first use (kaiwa.chat.loops)."""
+    return loops.loop_local("limits", lambda loop: Limits())
 
 
 # --- message rate -------------------------------------------------------------------

@@ -22,7 +22,7 @@ import logging
 
 from django.conf import settings
 
-from . import db, services
+from . import db, loops, services
 
 logger = logging.getLogger(__name__)
 
@@ -73,13 +73,6 @@ class ReadPositions:
                         self.pending[key] = seq
 
 
-_positions: ReadPositions | None = None
-
-
 def get_read_positions() -> ReadPositions:
-    """The read positions of the running event loop, created on first use."""
-    global _positions
-    loop = asyncio.get_running_loop()
-    if _positions is None or _positions.loop is not loop:
-        _positions = ReadPositions(loop)
-    return _positions
+    """The read positions of the running event loop, created on first use (kaiwa.chat.loops)."""
+    return loops.loop_local("read_positions", ReadPositions)

@@ -26,7 +26,7 @@ from typing import Any
 
 from django.db import DataError, IntegrityError
 
-from . import db, services
+from . import db, loops, services
 from .models import Message, Room
 
 logger = logging.getLogger(__name__)
@@ -156,13 +156,6 @@ class MessageWriter:
         settle(future, result)
 
 
-_writer: MessageWriter | None = None
-
-
 def get_writer() -> MessageWriter:
-    """The writer of the running event loop, created on first use."""
-    global _writer
-    loop = asyncio.get_running_loop()
-    if _writer is None or _writer.loop is not loop:
-        _writer = MessageWriter(loop)
-    return _writer
+    """The writer of the running event loop, created on first use (kaiwa.chat.loops)."""
+    return loops.loop_local("writer", MessageWriter)
