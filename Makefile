@@ -8,7 +8,8 @@ BIN := $(VENV)/bin
 install: $(VENV)/.installed
 
 # requirements-dev.lock holds the runtime pins of requirements.lock plus the
-# test and lint tools, every file with its sha256 (pip then refuses any other).
+# test and lint tools and the benchmark's dependencies (pyproject.toml's dev and
+# bench extras), every file with its sha256 (pip then refuses any other).
 $(VENV)/.installed: requirements.lock requirements-dev.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.lock
@@ -22,7 +23,7 @@ run: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy kaiwa config
+	$(BIN)/mypy kaiwa config bench
 
 test: install lint
 	$(BIN)/pytest
@@ -32,8 +33,8 @@ clean:
 
 # Re-pin after editing pyproject.toml's dependencies (needs the registry).
 lock: install
-	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 --generate-hashes --no-header -o requirements.lock
-	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes --no-header -c requirements.lock -o requirements-dev.lock
+	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 --generate-hashes --no-header --annotation-style line -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra bench --python-version 3.11 --generate-hashes --no-header --annotation-style line -c requirements.lock -o requirements-dev.lock
 
 # Dependency audit of the runtime pins against PyPI's advisory data (the
 # release step's check; see docs/security.md). Needs pypi.org's JSON API.

@@ -95,7 +95,6 @@ INSTALLED_APPS = [
     "kaiwa.accounts",
     "kaiwa.chat",
     "kaiwa.notifications",
-    "kaiwa.bench",
 ]
 
 MIDDLEWARE = [

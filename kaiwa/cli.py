@@ -97,13 +97,6 @@ def manage(argv: list[str]) -> None:
     execute_from_command_line(["kaiwa manage", *argv])
 
 
-def bench(argv: list[str]) -> None:
-    """Run ``kaiwa.bench.runner`` (needs the dev dependencies: picows, matplotlib)."""
-    from kaiwa.bench.runner import main as bench_main
-
-    raise SystemExit(bench_main(argv))
-
-
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="kaiwa", description="Kaiwa, a real-time chat server.")
@@ -114,9 +107,8 @@ def main(argv: list[str] | None = None) -> None:
     p_serve.add_argument("--log-level", default="info")
     sub.add_parser("worker", help="start a Celery worker", add_help=False)
     sub.add_parser("manage", help="run a Django management command", add_help=False)
-    sub.add_parser("bench", help="run the fan-out benchmark", add_help=False)
-    if argv and argv[0] in ("worker", "manage", "bench"):
-        {"worker": worker, "manage": manage, "bench": bench}[argv[0]](argv[1:])
+    if argv and argv[0] in ("worker", "manage"):
+        {"worker": worker, "manage": manage}[argv[0]](argv[1:])
         return
     args = parser.parse_args(argv)
     serve(args.host, args.port, args.log_level)

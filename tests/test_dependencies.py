@@ -29,6 +29,8 @@ def test_the_runtime_lock_holds_no_development_tool():
     runtime = pins("requirements.lock")
     for tool in ("pytest", "playwright", "hypothesis", "ruff", "mypy", "pip-audit"):
         assert tool not in runtime
+    for tool in ("picows", "matplotlib", "py-spy", "granian", "daphne"):  # the benchmark's
+        assert tool not in runtime
     for package in ("django", "channels", "django-axes", "django-rest-knox", "uvicorn"):
         assert package in runtime
 

@@ -2,8 +2,10 @@
 RedisChannelLayer with its default configuration."""
 
 import os
+import secrets
 
-SECRET_KEY = "bench-only-tutorial-baseline"
+# A new key per process: nothing this server signs outlives the benchmark run.
+SECRET_KEY = secrets.token_urlsafe(50)
 DEBUG = False
 ALLOWED_HOSTS = ["*"]
 INSTALLED_APPS = [
@@ -12,7 +14,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "channels",
 ]
-ASGI_APPLICATION = "kaiwa.bench.tutorial.asgi.application"
+ASGI_APPLICATION = "bench.tutorial.asgi.application"
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
 host, _, port = os.environ.get("BENCH_REDIS", "127.0.0.1:6379").partition(":")
 CHANNEL_LAYERS = {

@@ -1,6 +1,6 @@
-"""Summarise a py-spy raw profile (``kaiwa bench --profile DIR``).
+"""Summarise a py-spy raw profile (``python -m bench --profile DIR``).
 
-    python -m kaiwa.bench.profile_summary DIR/kaiwa-burst-500.txt
+    python -m bench.profile_summary DIR/kaiwa-burst-500.txt
 
 Prints, per thread, the share of samples (percent) of the leaf frames (self
 time) and of the inclusive frames from Kaiwa, Channels, uvicorn and

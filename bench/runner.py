@@ -1,4 +1,4 @@
-"""``kaiwa bench``: start the servers, run the scenarios in alternating rounds,
+"""``python -m bench``: start the servers, run the scenarios in alternating rounds,
 print the figures and write docs/benchmarks.md (with a PNG plot).
 
 Targets, all on uvicorn with the same options (uvloop, h11,
@@ -7,10 +7,10 @@ websockets-sansio), one process each:
 - ``kaiwa``: Kaiwa on its embedded defaults (SQLite, in-memory channel layer);
 - ``kaiwa-pg``: Kaiwa on PostgreSQL and Redis (channels_redis pub/sub layer);
 - ``tutorial``: the consumer of seeds/000 verbatim on channels_redis's
-  RedisChannelLayer with default settings (kaiwa.bench.tutorial);
-- ``raw``: a raw ASGI broadcast app (kaiwa.bench.raw_app);
+  RedisChannelLayer with default settings (bench.tutorial);
+- ``raw``: a raw ASGI broadcast app (bench.raw_app);
 - ``channels-floor``: a Channels consumer that only accepts and says ``ready``
-  (kaiwa.bench.channels_floor), in the connect storms only.
+  (bench.channels_floor), in the connect storms only.
 
 Rounds alternate the targets within each scenario so that the machine's
 noise falls on all of them alike; the report gives medians and ratios.
@@ -45,6 +45,9 @@ UVICORN_OPTIONS = [
     "--http", "h11",  # as `kaiwa serve` (kaiwa.http: bounded request heads)
 ]  # fmt: skip
 KAIWA_BIN = str(Path(sys.executable).with_name("kaiwa"))
+# The checkout holding bench/: the working directory of every process the
+# runner starts, which imports bench.* from it (bench/ is not installed).
+CHECKOUT = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
@@ -88,7 +91,11 @@ class Target:
         self.log_dir = log_dir
         log = open(log_dir / f"{self.name}.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [*self.command, "--port", str(self.port)], env=self.env, stdout=log, stderr=log
+            [*self.command, "--port", str(self.port)],
+            env=self.env,
+            cwd=CHECKOUT,
+            stdout=log,
+            stderr=log,
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -128,15 +135,23 @@ class Target:
         self.start(self.log_dir)
 
 
-def kaiwa_tokens(target: Target, count: int) -> list[str]:
+def in_target_env(target: Target, module: str, *args: str) -> Any:
+    """Run ``python -m <module> ARGS`` in ``target``'s environment (its
+    database) and return the JSON of its last line of output."""
     out = subprocess.run(
-        [KAIWA_BIN, "manage", "bench_setup", str(count)],
+        [sys.executable, "-m", module, *args],
         env=target.env,
+        cwd=CHECKOUT,
         capture_output=True,
         text=True,
         check=True,
     ).stdout
     return json.loads(out.strip().splitlines()[-1])
+
+
+def kaiwa_tokens(target: Target, count: int) -> list[str]:
+    """API tokens of ``count`` users of ``target`` (bench.tokens)."""
+    return in_target_env(target, "bench.tokens", str(count))
 
 
 def kaiwa_env(**extra: str) -> dict[str, str]:
@@ -185,16 +200,16 @@ def make_targets(work: Path, names: Sequence[str], redis: str, postgres: str) ->
         ),
         "tutorial": lambda: Target(
             "tutorial",
-            [*uvicorn, "kaiwa.bench.tutorial.asgi:application"],
+            [*uvicorn, "bench.tutorial.asgi:application"],
             {**os.environ, "BENCH_REDIS": redis.split("//")[1].split("/")[0]},
             False,
         ),
         "raw": lambda: Target(
-            "raw", [*uvicorn, "kaiwa.bench.raw_app:application"], dict(os.environ), False
+            "raw", [*uvicorn, "bench.raw_app:application"], dict(os.environ), False
         ),
         "channels-floor": lambda: Target(
             "channels-floor",
-            [*uvicorn, "kaiwa.bench.channels_floor:application"],
+            [*uvicorn, "bench.channels_floor:application"],
             kaiwa_env(KAIWA_DATA_DIR=str(work / "floor-data")),
             False,
             kinds=frozenset({"storm"}),
@@ -321,7 +336,7 @@ SCENARIOS = {
         Scenario(
             "steps", "steps", 1, 200,
             description="queries and milliseconds of each database step of the socket path "
-            "(`kaiwa manage bench_steps`), alone and batched",
+            "(`python -m bench.steps`), alone and batched",
         ),
         Scenario(
             "burst-100", "burst", 1, 100, 20, description="one room of 100, 20 messages at once"
@@ -339,7 +354,7 @@ SCENARIOS = {
         ),
     ]
 }  # fmt: skip
-# What `kaiwa bench` runs without --scenarios: the realistic loads first.
+# What `python -m bench` runs without --scenarios: the realistic loads first.
 DEFAULT_SCENARIOS = [
     "burst-500",
     "read-500",
@@ -387,16 +402,9 @@ PROFILER = Profiler(None)
 
 
 def run_steps(target: Target, users: int) -> dict[str, float]:
-    """``kaiwa manage bench_steps`` in the target's environment, flattened:
+    """``python -m bench.steps`` in the target's environment, flattened:
     ``{"<step>|queries": n, "<step>|ms": ms per item}``."""
-    out = subprocess.run(
-        [KAIWA_BIN, "manage", "bench_steps", "--users", str(users)],
-        env=target.env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    steps = json.loads(out.strip().splitlines()[-1])["steps"]
+    steps = in_target_env(target, "bench.steps", "--users", str(users))["steps"]
     result: dict[str, float] = {}
     for name, figures in steps.items():
         result[f"{name}|queries"] = figures["queries"]
@@ -516,12 +524,12 @@ def median(rows: list[dict[str, float]], key: str) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``kaiwa bench``; returns the exit status."""
+    """Entry point of ``python -m bench``; returns the exit status."""
     import argparse
 
     from . import report
 
-    parser = argparse.ArgumentParser(prog="kaiwa bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
         "--scenarios",
@@ -550,7 +558,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     targets = make_targets(
         work, [t for t in args.targets.split(",") if t], args.redis, args.postgres
     )
-    print(f"kaiwa bench: logs in {work}", flush=True)
+    print(f"bench: logs in {work}", flush=True)
     try:
         for target in targets:
             target.start(work)
@@ -562,7 +570,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         for target in targets:
             target.stop()
-    command = "kaiwa bench " + " ".join(argv if argv is not None else sys.argv[2:])
+    command = "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])
     out = Path(args.output)
     plot = out.with_name(f"{out.stem}-room-size.png")
     text = report.markdown(

@@ -3,7 +3,7 @@ import os
 
 from django.core.asgi import get_asgi_application
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kaiwa.bench.tutorial.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.tutorial.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402

@@ -2,7 +2,7 @@
 
 A consumer that accepts and sends a ``ready`` frame, on Django's ASGI app,
 Channels' ``ProtocolTypeRouter`` and ``URLRouter``, with the same receive
-loop as Kaiwa's consumer (``ChatConsumer.__call__``). ``kaiwa bench`` runs it
+loop as Kaiwa's consumer (``ChatConsumer.__call__``). ``python -m bench`` runs it
 in the connect scenarios only: what uvicorn and Channels cost per handshake
 on this machine, below which no Channels consumer can go.
 """
