@@ -19,12 +19,15 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from kaiwa.accounts.middleware import BrowserOriginValidator, WebsocketAuthStack  # noqa: E402
 from kaiwa.chat.fanout import RawSendMiddleware  # noqa: E402
+from kaiwa.chat.lifespan import lifespan  # noqa: E402
 from kaiwa.chat.limits import ConnectRateLimit  # noqa: E402
 from kaiwa.chat.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
+        # At shutdown: pending read positions written, the fan-out hub closed.
+        "lifespan": lifespan,
         # The connect rate per IP first: a refused handshake costs no database work.
         "websocket": ConnectRateLimit(
             RawSendMiddleware(

@@ -55,7 +55,7 @@ def serve(host: str, port: int, log_level: str) -> None:
         h11_max_incomplete_event_size=settings.KAIWA_MAX_HEADER_BYTES,
         ws="websockets-sansio",
         ws_max_size=settings.KAIWA_MAX_FRAME_BYTES,
-        lifespan="off",
+        lifespan="on",  # kaiwa.chat.lifespan: flush read positions, close the hub
         backlog=settings.KAIWA_LISTEN_BACKLOG,
         log_level=log_level,
         access_log=False,

@@ -610,6 +610,8 @@ class Hub:
             logger.exception("group_send to %s failed", group)
 
     async def close(self) -> None:
+        """Stop the hub's tasks (channel-layer reader, watcher, revalidator)
+        and its feeds' gap fills; called at process shutdown (kaiwa.chat.lifespan)."""
         for task in (self._reader, self._watcher, self._revalidator):
             if task is not None:
                 task.cancel()

@@ -43,6 +43,12 @@ def loop_local(name: str, factory: Callable[[asyncio.AbstractEventLoop], T]) -> 
     return found  # type: ignore[no-any-return]
 
 
+def existing(name: str) -> Any | None:
+    """The object ``name`` of the running event loop if it was made, else None."""
+    state = _state.get(asyncio.get_running_loop())
+    return state.get(name) if state is not None else None
+
+
 def serving(name: str) -> Any | None:
     """From any thread: the object ``name`` of a loop that is running now
     (the server's), or None when there is none (a management command, a

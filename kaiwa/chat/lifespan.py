@@ -1,0 +1,43 @@
+"""The ASGI lifespan of a Kaiwa process: what it does when the server stops.
+
+``kaiwa serve`` runs uvicorn with the lifespan protocol on. At shutdown,
+after uvicorn has closed the sockets (1012) and waited for their consumers,
+the process writes the read positions still pending (kaiwa.chat.reads) and
+closes its fan-out hub (its channel-layer reader and watchers), so nothing
+accepted is lost and no task is left running.
+"""
+
+import logging
+from typing import Any
+
+from . import loops
+
+logger = logging.getLogger(__name__)
+
+
+async def process_shutdown() -> None:
+    """Flush this loop's pending read positions, then close its hub (if they exist)."""
+    positions = loops.existing("read_positions")
+    if positions is not None:
+        await positions.flush()
+    hub = loops.existing("hub")
+    if hub is not None:
+        await hub.close()
+
+
+async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """ASGI app for ``scope["type"] == "lifespan"`` (the ASGI lifespan spec):
+    nothing to do at startup; ``process_shutdown`` at shutdown."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            try:
+                await process_shutdown()
+            except Exception as exc:  # report it to the server rather than hang
+                logger.exception("shutdown failed")
+                await send({"type": "lifespan.shutdown.failed", "message": str(exc)})
+                return
+            await send({"type": "lifespan.shutdown.complete"})
+            return
