@@ -1,8 +1,10 @@
 """Rooms, memberships and messages.
 
-A room's ``last_seq`` is its sequence counter: ``message_create`` raises it by
-one under the room's row lock in the same transaction that inserts the
-message, so ``seq`` is gapless per room whatever the number of processes.
+A room's ``last_seq`` is its sequence counter: ``message_create_batch``
+(behind ``message_create`` and the socket writer) raises it by the number of
+messages it stores in the room, under the room's row lock, in the transaction
+that inserts them, so ``seq`` is gapless per room whatever the number of
+processes.
 """
 
 from django.conf import settings

@@ -4,11 +4,14 @@
   room see each other's messages; windows in different rooms do not;
 - the seed tutorial's own JavaScript client (seeds/000) against a real server;
 - the room page survives a server restart: it shows "reconnecting", resumes
-  with ``after=<seq>`` and shows every message exactly once.
+  with ``after=<seq>`` and shows every message exactly once;
+- it keeps its log, and offers to try again, when the history after a reset
+  fails to load; the index page says why a direct message did not open.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import time
@@ -17,7 +20,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    Route,
+    WebSocketRoute,
+    expect,
+    sync_playwright,
+)
 
 from tests.kaiwa_process import KaiwaServer, password
 
@@ -291,7 +302,6 @@ ws.onclose = (e) => { window.__result = window.__result || "closed " + e.code; }
 
 
 def test_a_page_on_another_port_cannot_use_the_users_cookie(kaiwa_server, new_context, tmp_path):
-    import functools
     import http.server
     import socket
     import threading
@@ -316,3 +326,96 @@ def test_a_page_on_another_port_cannot_use_the_users_cookie(kaiwa_server, new_co
         wait_live(page)
     finally:
         other.shutdown()
+
+
+# 6. A reset whose history cannot be fetched keeps the log ---------------------
+
+
+def test_room_page_keeps_its_log_when_the_missed_history_fails_to_load(kaiwa_server, new_context):
+    # The page's socket goes through Playwright: the server's frames of the
+    # "missed" messages are dropped, and the reset a server sends when more was
+    # missed than it replays (PROTOCOL.md section 1) is injected.
+    sockets: list[WebSocketRoute] = []
+
+    def relay(page_socket: WebSocketRoute) -> None:
+        server = page_socket.connect_to_server()
+        server.on_message(lambda frame: None if "missed" in frame else page_socket.send(frame))
+        sockets.append(page_socket)
+
+    bob = log_in(new_context(), kaiwa_server, "bob")
+    bob.route_web_socket(re.compile(r"/ws/chat/room1/"), relay)
+    bob.goto(kaiwa_server.http + "/chat/room1/")
+    wait_live(bob)
+    token = kaiwa_server.token("alice")
+    rest_post(kaiwa_server, token, "room1", "seen")
+    wait_in_log(bob, "alice: seen", "bob")
+    rest_post(kaiwa_server, token, "room1", "missed 1")
+    latest = rest_post(kaiwa_server, token, "room1", "missed 2")["seq"]
+    history = re.compile(r"/api/rooms/room1/messages/")
+    bob.route(history, lambda route: route.fulfill(status=502, body="<h1>Bad gateway</h1>"))
+
+    sockets[0].send(json.dumps({"type": "reset", "seq": latest}))
+
+    expect(bob.get_by_role("alert")).to_contain_text("could not be loaded")
+    rest_post(kaiwa_server, token, "room1", "after the reset")
+    wait_in_log(bob, "alice: after the reset", "bob")
+    assert log_lines(bob) == ["alice: seen", "alice: after the reset"]
+
+    bob.route(history, lambda route: route.abort())  # offline: the same alert
+    bob.get_by_role("button", name="Try again").click()
+    expect(bob.get_by_role("alert")).to_contain_text("could not be loaded")
+    assert log_lines(bob) == ["alice: seen", "alice: after the reset"]
+
+    bob.unroute(history)
+    bob.get_by_role("button", name="Try again").click()
+    expect(bob.get_by_role("alert")).to_be_hidden()
+    wait_in_log(bob, "alice: missed 2", "bob, once the history loads")
+    assert log_lines(bob) == [
+        "alice: seen",
+        "alice: missed 1",
+        "alice: missed 2",
+        "alice: after the reset",
+    ]
+
+
+# 7. The index page's direct-message box says what went wrong ------------------
+
+
+def fulfill(route: Route, status: int, body: str) -> None:
+    route.fulfill(status=status, body=body)
+
+
+def test_index_page_shows_why_a_direct_message_did_not_open(kaiwa_server, new_context):
+    bob = log_in(new_context(), kaiwa_server, "bob")
+    name = bob.get_by_placeholder("username")
+    open_button = bob.get_by_role("button", name="Open")
+    alert = bob.get_by_role("alert")
+
+    name.fill("nobody")
+    open_button.click()
+    expect(alert).to_have_text("No such user.")  # the server's detail (404)
+
+    name.fill("")
+    open_button.click()
+    expect(alert).to_have_text("'username' must be a non-empty string.")  # 400
+
+    # Answers that are not Kaiwa's JSON (a proxy's pages), then no answer at all.
+    dms = re.compile(r"/api/dms/$")
+    name.fill("alice")
+    for status, text in [
+        (429, "Too many new conversations: try again in a minute."),
+        (502, "The server could not open the conversation: try again."),
+    ]:
+        bob.route(dms, functools.partial(fulfill, status=status, body="<h1>No</h1>"))
+        open_button.click()
+        expect(alert).to_have_text(text)
+        bob.unroute(dms)
+    bob.route(dms, lambda route: route.abort())
+    open_button.click()
+    expect(alert).to_have_text(
+        "The server could not be reached: check the connection and try again."
+    )
+    bob.unroute(dms)
+
+    open_button.click()
+    bob.wait_for_url(re.compile(r"/chat/dm-\d+-\d+/$"))

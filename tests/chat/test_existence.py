@@ -1,5 +1,5 @@
-"""Existence probing (security issue 13, item 10): a user who may not see a
-room learns nothing from the answers about whether it exists."""
+"""Existence probing (docs/security.md, "Existence is not told"): a user who
+may not see a room learns nothing from the answers about whether it exists."""
 
 import re
 

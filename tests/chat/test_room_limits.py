@@ -1,4 +1,7 @@
-"""Room creation budgets and paginated room lists (security issue 13, item 7)."""
+"""Room creation budgets and paginated room lists, against room spam that
+would make every room list huge (docs/security.md): a creation rate
+(KAIWA_ROOM_CREATE_RATE_PER_MINUTE) and a cap of rooms (KAIWA_MAX_ROOMS_PER_USER)
+per user, per IP for guests; room lists served in pages."""
 
 import pytest
 from channels.db import database_sync_to_async

@@ -1,6 +1,6 @@
-"""Gap filling (issue 3, item 1): a live connection never skips a seq, even when
-the broadcast of a stored message was lost (its process died between commit
-and publish, or Redis dropped it).
+"""Gap filling: a live connection never skips a seq, even when the broadcast
+of a stored message was lost (its process died between commit and publish, or
+Redis dropped it).
 
 A gap followed by a later message is filled when the later seq arrives
 (tests/chat/test_consumers.py ``test_a_lost_broadcast_is_filled_from_the_database``,

@@ -20,18 +20,39 @@
   dmInput.onkeyup = function (e) {
     if (e.key === "Enter") document.getElementById("dm-username-submit").click();
   };
+  // What a failed POST /api/dms/ says: the server's `detail`, else (a body
+  // that is not Kaiwa's JSON, say a proxy's page) a message for its status.
+  const DM_STATUS_ERRORS = {
+    404: "No such user.",
+    429: "Too many new conversations: try again in a minute.",
+  };
+  async function dmErrorText(response) {
+    try {
+      const body = await response.json();
+      if (body && typeof body.detail === "string" && body.detail) return body.detail;
+    } catch (error) {
+      // not JSON: the status tells
+    }
+    if (DM_STATUS_ERRORS[response.status]) return DM_STATUS_ERRORS[response.status];
+    if (response.status >= 500) return "The server could not open the conversation: try again.";
+    return "The conversation could not be opened (HTTP " + response.status + ").";
+  }
+
   document.getElementById("dm-username-submit").onclick = async function () {
     const csrf = document.querySelector("[name=csrfmiddlewaretoken]").value;
-    const response = await fetch("/api/dms/", {
-      method: "POST",
-      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf },
-      body: JSON.stringify({ username: dmInput.value.trim() }),
-    });
-    if (response.status === 429) {
-      dmError.textContent = "Too many new conversations: try again in a minute.";
+    dmError.textContent = "";
+    let response;
+    try {
+      response = await fetch("/api/dms/", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "X-CSRFToken": csrf },
+        body: JSON.stringify({ username: dmInput.value.trim() }),
+      });
+    } catch (error) {
+      dmError.textContent = "The server could not be reached: check the connection and try again.";
       return;
     }
-    if (!response.ok) { dmError.textContent = "No such user."; return; }
+    if (!response.ok) { dmError.textContent = await dmErrorText(response); return; }
     const room = await response.json();
     window.location.pathname = "/chat/" + room.slug + "/";
   };

@@ -9,6 +9,7 @@
   const input = document.getElementById("chat-message-input");
   const submit = document.getElementById("chat-message-submit");
   const stateLabel = document.getElementById("connection-state");
+  const historyError = document.getElementById("history-error");
 
   const BACKOFF_BASE_MS = 500;
   const BACKOFF_MAX_MS = 30000;
@@ -24,6 +25,7 @@
   let readTimer = null;   // a trailing read is scheduled
   let attempt = 0;
   const unacked = new Map();  // client_id -> text, in send order
+  let pendingReload = null;  // { latest, mark }: a reset whose history is not shown yet
 
   function setState(state, text) {
     stateLabel.dataset.state = state;
@@ -79,16 +81,32 @@
     }
   }
 
-  async function reloadHistory(latest) {
-    // More was missed than the server replays: fetch the last page over REST.
-    log.value = "";
+  // More was missed than the server replays: the last page up to `latest`
+  // comes over REST. The old log stays until that page arrives; then the page
+  // replaces it, followed by what arrived live meanwhile. On failure an alert
+  // offers to try again.
+  function reloadHistory(latest) {
     lastSeq = latest;
-    const response = await fetch("/api/rooms/" + encodeURIComponent(room) +
-      "/messages/?limit=50&before=" + (latest + 1), { credentials: "same-origin" });
-    if (!response.ok) return;
-    const page = await response.json();
-    const lines = page.messages.map((m) => m.username + ": " + m.message);
-    log.value = lines.join("\n") + (lines.length ? "\n" : "") + log.value;
+    pendingReload = { latest: latest, mark: log.value.length };
+    fetchHistory(pendingReload);
+  }
+
+  async function fetchHistory(reload) {
+    historyError.hidden = true;
+    let page = null;
+    try {
+      const response = await fetch("/api/rooms/" + encodeURIComponent(room) +
+        "/messages/?limit=50&before=" + (reload.latest + 1), { credentials: "same-origin" });
+      if (response.ok) page = await response.json();
+    } catch (error) {
+      // offline, or a body that is not JSON: page stays null, the alert shows
+    }
+    if (reload !== pendingReload) return;  // a later reset replaced this one
+    if (page === null) { historyError.hidden = false; return; }
+    pendingReload = null;
+    const lines = page.messages.map((m) => m.username + ": " + m.message + "\n");
+    log.value = lines.join("") + log.value.slice(reload.mark);
+    log.scrollTop = log.scrollHeight;
   }
 
   function onFrame(data) {
@@ -152,6 +170,9 @@
     unacked.set(clientId, text);
     sendMessage(clientId, text);
     input.value = "";
+  };
+  document.getElementById("history-retry").onclick = function () {
+    if (pendingReload) fetchHistory(pendingReload);
   };
   document.addEventListener("visibilitychange", function () { markRead(true); });
   connect();
