@@ -1,44 +1,24 @@
-"""ChatConsumer through Channels' WebsocketCommunicator (in-process)."""
+"""ChatConsumer through Channels' WebsocketCommunicator (in process)."""
 
 import asyncio
 
 import pytest
 from channels.db import database_sync_to_async
-from channels.routing import URLRouter
-from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser
 
 from kaiwa.chat import fanout, selectors
 from kaiwa.chat.models import Membership, Message, Room
-from kaiwa.chat.routing import websocket_urlpatterns
+from tests.communicator import Socket, connect, join
 from tests.factories import MembershipFactory, RoomFactory, UserFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
-app = URLRouter(websocket_urlpatterns)
 
-
-async def connect(user, path="/ws/chat/lobby/", expect_ready=True):
-    communicator = WebsocketCommunicator(app, path)
-    communicator.scope["user"] = user
-    connected, _ = await communicator.connect()
-    assert connected
-    return communicator
-
-
-async def receive_until_ready(communicator):
-    frames = []
-    while True:
-        frame = await communicator.receive_json_from(timeout=5)
-        frames.append(frame)
-        if frame["type"] == "ready":
-            return frames
-
-
-async def close_code(communicator):
-    output = await communicator.receive_output(timeout=5)
-    assert output["type"] == "websocket.close", output
-    return output.get("code")
+async def post_and_ack(socket, *texts):
+    """Post ``texts`` one after the other, each read back as its broadcast."""
+    for text in texts:
+        await socket.send_json_to({"message": text})
+        assert (await socket.recv())["message"] == text
 
 
 @pytest.fixture
@@ -49,17 +29,12 @@ async def users():
 
 async def test_it_sends_ready_then_fans_out_to_every_member(users):
     alice, bob = users
-    a, b = await connect(alice), await connect(bob)
-    assert (await receive_until_ready(a))[-1] == {
-        "type": "ready",
-        "room": "lobby",
-        "seq": 0,
-        "username": "alice",
-    }
-    await receive_until_ready(b)
+    a, b = await join(user=alice), await join(user=bob)
+    assert a.backlog == []
+    assert a.ready == {"type": "ready", "room": "lobby", "seq": 0, "username": "alice"}
     await a.send_json_to({"message": "hello"})
     for communicator in (a, b):
-        frame = await communicator.receive_json_from(timeout=5)
+        frame = await communicator.recv()
         assert frame["type"] == "message" and frame["seq"] == 1
         assert (frame["message"], frame["username"], frame["room"]) == ("hello", "alice", "lobby")
         assert frame["id"] and frame["created_at"].endswith("Z") and "client_id" not in frame
@@ -68,18 +43,17 @@ async def test_it_sends_ready_then_fans_out_to_every_member(users):
 
 
 async def test_it_closes_anonymous_sockets_with_4401():
-    communicator = await connect(AnonymousUser())
-    assert await close_code(communicator) == 4401
+    communicator = await connect(user=AnonymousUser())
+    assert await communicator.close_code() == 4401
     assert not await database_sync_to_async(Room.objects.exists)()
 
 
 async def test_it_admits_guests_when_enabled(settings):
     settings.KAIWA_ALLOW_GUESTS = True
-    communicator = await connect(AnonymousUser())
-    ready = (await receive_until_ready(communicator))[-1]
-    assert ready["username"].startswith("guest-")
+    communicator = await join(user=AnonymousUser())
+    assert communicator.ready["username"].startswith("guest-")
     await communicator.send_json_to({"message": "hi"})
-    assert (await communicator.receive_json_from(timeout=5))["username"] == ready["username"]
+    assert (await communicator.recv())["username"] == communicator.ready["username"]
     await communicator.disconnect()
 
 
@@ -87,62 +61,66 @@ async def test_it_admits_guests_when_enabled(settings):
     "path", ["/ws/chat/a%20b/", "/ws/chat/" + "x" * 65 + "/", "/ws/elsewhere/"]
 )
 async def test_it_closes_bad_room_names_with_4404(users, path):
-    communicator = await connect(users[0], path)
-    assert await close_code(communicator) == 4404
+    communicator = await connect(path, user=users[0])
+    assert await communicator.close_code() == 4404
 
 
 async def test_it_rejects_foreign_private_room(users):
     alice, bob = users
     room = await database_sync_to_async(RoomFactory)(slug="secret", private=True)
     await database_sync_to_async(MembershipFactory)(room=room, user=bob)
-    communicator = await connect(alice, "/ws/chat/secret/")
-    assert await close_code(communicator) == 4403
-    member = await connect(bob, "/ws/chat/secret/")
-    assert (await receive_until_ready(member))[-1]["room"] == "secret"
+    communicator = await connect("/ws/chat/secret/", user=alice)
+    assert await communicator.close_code() == 4403
+    member = await join("/ws/chat/secret/", user=bob)
+    assert member.ready["room"] == "secret"
     await member.disconnect()
 
 
 async def test_backlog_then_resume_with_no_gap_and_no_duplicate(users):
     alice, _ = users
-    a = await connect(alice)
-    await receive_until_ready(a)
-    for i in range(5):
-        await a.send_json_to({"message": f"m{i}"})
-        await a.receive_json_from(timeout=5)
+    a = await join(user=alice)
+    await post_and_ack(a, *(f"m{i}" for i in range(5)))
     await a.disconnect()
-    resumed = await connect(alice, "/ws/chat/lobby/?after=2")
-    frames = await receive_until_ready(resumed)
-    assert [f["seq"] for f in frames[:-1]] == [3, 4, 5]
-    assert frames[-1]["seq"] == 5
+    resumed = await join("/ws/chat/lobby/?after=2", user=alice)
+    assert [(f["type"], f["seq"]) for f in resumed.backlog] == [("message", s) for s in (3, 4, 5)]
+    assert resumed.ready["seq"] == 5
     await resumed.send_json_to({"message": "live"})
-    assert (await resumed.receive_json_from(timeout=5))["seq"] == 6
+    assert (await resumed.recv())["seq"] == 6
     await resumed.disconnect()
 
 
-@pytest.mark.parametrize("query", ["after=abc", "after=-1", "after=1e3", "after="])
-async def test_garbage_after_gets_an_error_and_the_plain_backlog(users, query):
-    communicator = await connect(users[0], f"/ws/chat/lobby/?{query}")
-    frames = await receive_until_ready(communicator)
-    if query != "after=":
-        assert frames[0]["type"] == "error" and frames[0]["code"] == "bad_request"
-    assert frames[-1]["type"] == "ready"
-    await communicator.disconnect()
+@pytest.mark.parametrize(
+    ("query", "refused"),
+    [("after=abc", True), ("after=-1", True), ("after=1e3", True), ("after=", False)],
+)
+async def test_garbage_after_gets_an_error_and_the_plain_backlog(users, settings, query, refused):
+    # Five messages, a backlog of three: the plain join's backlog (3, 4, 5)
+    # is told apart from a resume from 0 (1 .. 5) or from a reset.
+    settings.KAIWA_BACKLOG_MESSAGES = 3
+    alice, bob = users
+    poster = await join(user=alice)
+    await post_and_ack(poster, *(f"m{i}" for i in range(5)))
+    communicator = await join(f"/ws/chat/lobby/?{query}", user=bob)
+    error = [("error", "bad_request", None)] if refused else []
+    assert [(f["type"], f.get("code"), f.get("seq")) for f in communicator.backlog] == [
+        *error,
+        ("message", None, 3),
+        ("message", None, 4),
+        ("message", None, 5),
+    ]
+    assert communicator.ready["seq"] == 5
+    for socket in (poster, communicator):
+        await socket.disconnect()
 
 
 async def test_resume_beyond_the_limit_sends_reset(users, settings):
     settings.KAIWA_RESUME_LIMIT = 2
-    a = await connect(users[0])
-    await receive_until_ready(a)
-    for i in range(4):
-        await a.send_json_to({"message": f"m{i}"})
-        await a.receive_json_from(timeout=5)
+    a = await join(user=users[0])
+    await post_and_ack(a, *(f"m{i}" for i in range(4)))
     await a.disconnect()
-    resumed = await connect(users[0], "/ws/chat/lobby/?after=1")
-    frames = await receive_until_ready(resumed)
-    assert frames == [
-        {"type": "reset", "seq": 4},
-        {"type": "ready", "room": "lobby", "seq": 4, "username": "alice"},
-    ]
+    resumed = await join("/ws/chat/lobby/?after=1", user=users[0])
+    assert resumed.backlog == [{"type": "reset", "seq": 4}]
+    assert resumed.ready == {"type": "ready", "room": "lobby", "seq": 4, "username": "alice"}
     await resumed.disconnect()
 
 
@@ -161,43 +139,39 @@ async def test_resume_beyond_the_limit_sends_reset(users, settings):
     ],
 )
 async def test_bad_frames_get_an_error_and_the_socket_stays_usable(users, payload, code):
-    communicator = await connect(users[0])
-    await receive_until_ready(communicator)
+    communicator = await join(user=users[0])
     await communicator.send_to(text_data=payload)
-    frame = await communicator.receive_json_from(timeout=5)
-    assert frame["type"] == "error" and frame["code"] == code and frame["detail"]
+    frame = await communicator.recv()
+    assert (frame["type"], frame["code"]) == ("error", code)
+    assert frame["detail"]
     await communicator.send_json_to({"type": "ping"})
-    assert await communicator.receive_json_from(timeout=5) == {"type": "pong"}
+    assert await communicator.recv() == {"type": "pong"}
     assert not await database_sync_to_async(Message.objects.exists)()
     await communicator.disconnect()
 
 
 async def test_binary_frames_get_bad_frame(users):
-    communicator = await connect(users[0])
-    await receive_until_ready(communicator)
+    communicator = await join(user=users[0])
     await communicator.send_to(bytes_data=b"\x00\x01")
-    assert (await communicator.receive_json_from(timeout=5))["code"] == "bad_frame"
+    assert (await communicator.recv())["code"] == "bad_frame"
     await communicator.disconnect()
 
 
 async def test_oversized_frames_close_with_1009(users, settings):
     settings.KAIWA_MAX_FRAME_BYTES = 1024
-    communicator = await connect(users[0])
-    await receive_until_ready(communicator)
+    communicator = await join(user=users[0])
     await communicator.send_to(text_data='{"message": "' + "x" * 2000 + '"}')
-    assert await close_code(communicator) == 1009
+    assert await communicator.close_code() == 1009
 
 
 async def test_client_id_retry_returns_the_original_to_the_sender_only(users):
     alice, bob = users
-    a, b = await connect(alice), await connect(bob)
-    await receive_until_ready(a)
-    await receive_until_ready(b)
+    a, b = await join(user=alice), await join(user=bob)
     await a.send_json_to({"message": "once", "client_id": "c-1"})
-    first = await a.receive_json_from(timeout=5)
-    assert (await b.receive_json_from(timeout=5))["seq"] == first["seq"]
+    first = await a.recv()
+    assert (await b.recv())["seq"] == first["seq"]
     await a.send_json_to({"message": "once", "client_id": "c-1"})
-    again = await a.receive_json_from(timeout=5)
+    again = await a.recv()
     assert (again["seq"], again["id"], again["client_id"]) == (first["seq"], first["id"], "c-1")
     assert await b.receive_nothing(timeout=0.3)
     assert await database_sync_to_async(Message.objects.count)() == 1
@@ -207,14 +181,12 @@ async def test_client_id_retry_returns_the_original_to_the_sender_only(users):
 
 async def test_read_reaches_the_users_other_sockets_only(users):
     alice, bob = users
-    first, second, other = await connect(alice), await connect(alice), await connect(bob)
-    for communicator in (first, second, other):
-        await receive_until_ready(communicator)
+    first, second, other = await join(user=alice), await join(user=alice), await join(user=bob)
     await first.send_json_to({"message": "m"})
     for communicator in (first, second, other):
-        await communicator.receive_json_from(timeout=5)
+        await communicator.recv()
     await first.send_json_to({"type": "read", "seq": 1})
-    assert await second.receive_json_from(timeout=5) == {"type": "read", "room": "lobby", "seq": 1}
+    assert await second.recv() == {"type": "read", "room": "lobby", "seq": 1}
     assert await first.receive_nothing(timeout=0.3)
     assert await other.receive_nothing(timeout=0.1)
     for communicator in (first, second, other):
@@ -237,14 +209,12 @@ async def store_unpublished(monkeypatch, user, text):
 async def test_a_lost_broadcast_is_filled_from_the_database(users, settings, monkeypatch):
     settings.KAIWA_GAP_GRACE_SECONDS = 0.05
     alice, bob = users
-    b = await connect(bob)
-    await receive_until_ready(b)
+    b = await join(user=bob)
     await store_unpublished(monkeypatch, alice, "lost")
-    a = await connect(alice)
-    await receive_until_ready(a)
+    a = await join(user=alice)
     await a.send_json_to({"message": "after the loss"})
-    first = await b.receive_json_from(timeout=5)
-    second = await b.receive_json_from(timeout=5)
+    first = await b.recv()
+    second = await b.recv()
     assert [(first["seq"], first["message"]), (second["seq"], second["message"])] == [
         (1, "lost"),
         (2, "after the loss"),
@@ -266,68 +236,64 @@ async def test_a_slow_socket_is_closed_with_4408(users, settings):
         written.append(message["text"])
         await unblock.wait()
 
-    communicator = WebsocketCommunicator(app, "/ws/chat/lobby/")
-    communicator.scope["user"] = bob
-    communicator.scope[fanout.RAW_SEND_KEY] = slow_transport
-    assert (await communicator.connect())[0]
-    await receive_until_ready(communicator)
+    communicator = Socket(user=bob, raw_send=slow_transport)
+    await communicator.open()
+    await communicator.until_ready()
     stalled = True
     feed = fanout.get_hub().feeds["lobby"]
     for seq in range(1, 10):
         feed.offer(seq, f'{{"type":"message","seq":{seq}}}')
-    assert await close_code(communicator) == 4408
+    assert await communicator.close_code() == 4408
     assert written == ['{"type":"message","seq":1}']  # the rest was queued, then dropped
 
 
 async def test_a_lost_last_broadcast_is_filled_without_a_later_message(
     users, settings, monkeypatch
 ):
+    """Nothing follows the lost message to reveal the gap: the hub's watcher,
+    which compares each feed with its room's ``last_seq`` every
+    KAIWA_SEQ_CHECK_SECONDS, finds it."""
     settings.KAIWA_GAP_GRACE_SECONDS = 0.05
     settings.KAIWA_SEQ_CHECK_SECONDS = 0.1
     alice, bob = users
-    b = await connect(bob)
-    await receive_until_ready(b)
+    b = await join(user=bob)
     await store_unpublished(monkeypatch, alice, "last words")
-    frame = await b.receive_json_from(timeout=5)
+    frame = await b.recv()
     assert (frame["seq"], frame["message"]) == (1, "last words")
     await b.disconnect()
 
 
 async def test_a_bad_room_name_is_refused_before_authentication():
-    communicator = await connect(AnonymousUser(), "/ws/chat/a%20b/")
-    assert await close_code(communicator) == 4404
+    communicator = await connect("/ws/chat/a%20b/", user=AnonymousUser())
+    assert await communicator.close_code() == 4404
 
 
 async def test_joins_to_an_open_feed_get_their_backlog_from_memory(users, monkeypatch):
     alice, bob = users
-    a = await connect(alice)
-    await receive_until_ready(a)
-    for i in range(3):
-        await a.send_json_to({"message": f"m{i}"})
-        await a.receive_json_from(timeout=5)
+    a = await join(user=alice)
+    await post_and_ack(a, "m0", "m1", "m2")
 
     def no_database(**kwargs):
         raise AssertionError("the feed's memory should have answered")
 
     monkeypatch.setattr(selectors, "message_backlog", no_database)
-    fresh, resumed = await connect(bob), await connect(bob, "/ws/chat/lobby/?after=1")
-    assert [f.get("message") for f in await receive_until_ready(fresh)] == ["m0", "m1", "m2", None]
-    assert [f.get("seq") for f in await receive_until_ready(resumed)] == [2, 3, 3]
+    fresh = await join(user=bob)
+    resumed = await join("/ws/chat/lobby/?after=1", user=bob)
+    assert [f["message"] for f in fresh.backlog] == ["m0", "m1", "m2"]
+    assert [f["seq"] for f in resumed.backlog] == [2, 3]
+    assert fresh.ready["seq"] == resumed.ready["seq"] == 3
     for communicator in (a, fresh, resumed):
         await communicator.disconnect()
 
 
 async def test_a_message_deleted_from_the_database_is_not_served_from_memory(users):
     alice, bob = users
-    a = await connect(alice)
-    await receive_until_ready(a)
-    for text in ("keep", "secret"):
-        await a.send_json_to({"message": text})
-        await a.receive_json_from(timeout=5)
+    a = await join(user=alice)
+    await post_and_ack(a, "keep", "secret")
     await database_sync_to_async(Message.objects.filter(text="secret").delete)()
     await asyncio.sleep(0.1)  # the forget event runs on the hub's loop
-    joined = await connect(bob)
-    assert [f.get("message") for f in await receive_until_ready(joined)] == ["keep", None]
+    joined = await join(user=bob)
+    assert [f["message"] for f in joined.backlog] == ["keep"]
     for communicator in (a, joined):
         await communicator.disconnect()
 
@@ -335,12 +301,10 @@ async def test_a_message_deleted_from_the_database_is_not_served_from_memory(use
 async def test_read_positions_are_stored_and_never_past_what_was_sent(users, settings):
     settings.KAIWA_READ_FLUSH_SECONDS = 0.05
     alice, bob = users
-    a, b = await connect(alice), await connect(bob)
-    for communicator in (a, b):
-        await receive_until_ready(communicator)
+    a, b = await join(user=alice), await join(user=bob)
     await a.send_json_to({"message": "m"})
     for communicator in (a, b):
-        await communicator.receive_json_from(timeout=5)
+        await communicator.recv()
     await b.send_json_to({"type": "read", "seq": 99})  # only seq 1 was sent to b
     await a.send_json_to({"type": "read", "seq": 1})
     await asyncio.sleep(0.5)
