@@ -1,44 +1,29 @@
 """Access revoked on open sockets (kaiwa.chat.signals): each path closes the
 sockets concerned with 4401 or 4403, and nothing they post afterwards is stored."""
 
+import asyncio
+import threading
+
 import pytest
 from channels.db import database_sync_to_async
-from channels.routing import URLRouter
-from channels.testing import WebsocketCommunicator
-from django.contrib.sessions.backends.db import SessionStore
 from django.db import connection
 from django.test import Client as HttpClient
 
-from kaiwa.accounts.middleware import BEARER_TOKEN_KEY
 from kaiwa.accounts.models import ApiToken
 from kaiwa.chat import services
 from kaiwa.chat.errors import NotAuthenticated, RoomForbidden
 from kaiwa.chat.models import Membership, Message, Room
-from kaiwa.chat.routing import websocket_urlpatterns
+from tests.communicator import join
 from tests.factories import MembershipFactory, RoomFactory, UserFactory, token_for
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
-app = URLRouter(websocket_urlpatterns)
 CLOSE_WAIT_SECONDS = 3  # the revocation reaches the socket well within it
 
 
-async def open_socket(path, token=None, session_key=None):
-    communicator = WebsocketCommunicator(app, path)
-    communicator.scope["session"] = SessionStore(session_key) if session_key else None
-    communicator.scope[BEARER_TOKEN_KEY] = token
-    connected, _ = await communicator.connect()
-    assert connected
-    while (await communicator.receive_json_from(timeout=5))["type"] != "ready":
-        pass
-    return communicator
-
-
-async def closed_with(communicator):
-    while True:
-        output = await communicator.receive_output(timeout=CLOSE_WAIT_SECONDS)
-        if output["type"] == "websocket.close":
-            return output.get("code")
+async def closed_with(socket):
+    """The code the socket is closed with within CLOSE_WAIT_SECONDS (no frame before it)."""
+    return await socket.close_code(timeout=CLOSE_WAIT_SECONDS)
 
 
 @pytest.fixture
@@ -63,9 +48,9 @@ def session_of(user):
 
 async def test_removing_a_membership_closes_his_sockets_in_that_room_with_4403(team):
     alice, bob, tokens = team
-    bob_secret = await open_socket("/ws/chat/secret/", token=tokens["bob"])
-    bob_lobby = await open_socket("/ws/chat/lobby/", token=tokens["bob"])
-    alice_secret = await open_socket("/ws/chat/secret/", token=tokens["alice"])
+    bob_secret = await join("/ws/chat/secret/", token=tokens["bob"])
+    bob_lobby = await join("/ws/chat/lobby/", token=tokens["bob"])
+    alice_secret = await join("/ws/chat/secret/", token=tokens["alice"])
     await database_sync_to_async(Membership.objects.filter(user=bob, room__slug="secret").delete)()
     assert await closed_with(bob_secret) == 4403
     assert await bob_lobby.receive_nothing(timeout=0.5)  # his other room is untouched
@@ -76,8 +61,8 @@ async def test_removing_a_membership_closes_his_sockets_in_that_room_with_4403(t
 
 async def test_making_a_room_private_closes_non_members_with_4403(team):
     alice, bob, tokens = team
-    bob_lobby = await open_socket("/ws/chat/lobby/", token=tokens["bob"])
-    alice_lobby = await open_socket("/ws/chat/lobby/", token=tokens["alice"])
+    bob_lobby = await join("/ws/chat/lobby/", token=tokens["bob"])
+    alice_lobby = await join("/ws/chat/lobby/", token=tokens["alice"])
 
     def make_private():  # alice is a member (she joined), bob is not
         room = Room.objects.get(slug="lobby")
@@ -94,8 +79,8 @@ async def test_making_a_room_private_closes_non_members_with_4403(team):
 async def test_deactivating_a_user_closes_all_his_sockets_with_4401(team):
     _, bob, tokens = team
     sockets = [
-        await open_socket("/ws/chat/secret/", token=tokens["bob"]),
-        await open_socket("/ws/chat/lobby/", token=tokens["bob"]),
+        await join("/ws/chat/secret/", token=tokens["bob"]),
+        await join("/ws/chat/lobby/", token=tokens["bob"]),
     ]
     bob.is_active = False
     await database_sync_to_async(bob.save)()
@@ -104,7 +89,7 @@ async def test_deactivating_a_user_closes_all_his_sockets_with_4401(team):
 
 async def test_deleting_a_token_closes_its_sockets_with_4401(team):
     _, _, tokens = team
-    socket = await open_socket("/ws/chat/lobby/", token=tokens["bob"])
+    socket = await join("/ws/chat/lobby/", token=tokens["bob"])
     await database_sync_to_async(ApiToken.objects.filter(user__username="bob").delete)()
     assert await closed_with(socket) == 4401
 
@@ -112,8 +97,8 @@ async def test_deleting_a_token_closes_its_sockets_with_4401(team):
 async def test_a_password_change_closes_session_and_token_sockets(team):
     _, bob, tokens = team
     _, key = await database_sync_to_async(session_of)(bob)
-    by_session = await open_socket("/ws/chat/lobby/", session_key=key)
-    by_token = await open_socket("/ws/chat/lobby/", token=tokens["bob"])
+    by_session = await join("/ws/chat/lobby/", session_key=key)
+    by_token = await join("/ws/chat/lobby/", token=tokens["bob"])
 
     def change_password():
         bob.set_password("a-brand-new-password-123")
@@ -129,8 +114,8 @@ async def test_logging_out_closes_that_sessions_sockets_with_4401(team):
     (client, key), (_, other_key) = [
         await database_sync_to_async(session_of)(alice) for _ in range(2)
     ]
-    logged_out = await open_socket("/ws/chat/lobby/", session_key=key)
-    other_session = await open_socket("/ws/chat/lobby/", session_key=other_key)
+    logged_out = await join("/ws/chat/lobby/", session_key=key)
+    other_session = await join("/ws/chat/lobby/", session_key=other_key)
     await database_sync_to_async(client.post)("/accounts/logout/")
     assert await closed_with(logged_out) == 4401
     assert await other_session.receive_nothing(timeout=0.5)
@@ -140,7 +125,7 @@ async def test_logging_out_closes_that_sessions_sockets_with_4401(team):
 async def test_sockets_recheck_their_access_periodically(team, settings):
     settings.KAIWA_REVALIDATE_SECONDS = 0.3
     _, bob, tokens = team
-    socket = await open_socket("/ws/chat/secret/", token=tokens["bob"])
+    socket = await join("/ws/chat/secret/", token=tokens["bob"])
 
     def remove_without_signals():  # as a raw SQL change would
         with connection.cursor() as cursor:
@@ -152,12 +137,12 @@ async def test_sockets_recheck_their_access_periodically(team, settings):
 
 async def test_a_post_after_the_revocation_is_refused_before_the_socket_closes(team):
     _, bob, tokens = team
-    socket = await open_socket("/ws/chat/secret/", token=tokens["bob"])
+    socket = await join("/ws/chat/secret/", token=tokens["bob"])
     await database_sync_to_async(Membership.objects.filter(user=bob, room__slug="secret").update)(
         room=await database_sync_to_async(Room.objects.get)(slug="lobby")
     )  # no signal sent
     await socket.send_json_to({"message": "still here?"})
-    error = await socket.receive_json_from(timeout=5)
+    error = await socket.recv()
     assert (error["type"], error["code"]) == ("error", "forbidden")
     assert await closed_with(socket) == 4403
     assert not await database_sync_to_async(Message.objects.exists)()
@@ -180,12 +165,21 @@ def test_the_write_batch_refuses_inactive_authors_and_strangers_to_private_rooms
     assert Room.objects.get(slug="secret").last_seq == 0  # no seq spent on a refused post
 
 
-async def test_revalidation_leaves_authorised_sockets_open(team):
+async def test_revalidation_leaves_authorised_sockets_open(team, monkeypatch):
     _, _, tokens = team
-    socket = await open_socket("/ws/chat/secret/", token=tokens["bob"])
+    socket = await join("/ws/chat/secret/", token=tokens["bob"])
+    rechecked = threading.Event()  # set on the thread that reads the database
+    real = services.room_admit_batch
+
+    def recheck(*, admissions):
+        rechecked.set()
+        return real(admissions=admissions)
+
+    monkeypatch.setattr(services, "room_admit_batch", recheck)
     room = await database_sync_to_async(Room.objects.get)(slug="secret")
     await database_sync_to_async(room.save)()  # a private room saved: everyone re-checks
+    assert await asyncio.to_thread(rechecked.wait, CLOSE_WAIT_SECONDS), "no re-check ran"
     assert await socket.receive_nothing(timeout=0.5)
     await socket.send_json_to({"type": "ping"})
-    assert await socket.receive_json_from(timeout=5) == {"type": "pong"}
+    assert await socket.recv() == {"type": "pong"}
     await socket.disconnect()
