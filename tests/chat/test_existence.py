@@ -5,15 +5,13 @@ import re
 
 import pytest
 from channels.db import database_sync_to_async
-from channels.routing import URLRouter
-from channels.testing import WebsocketCommunicator
 from django.test import Client
 from rest_framework.test import APIClient
 
 from kaiwa.chat import services
 from kaiwa.chat.errors import RoomForbidden
 from kaiwa.chat.models import Room
-from kaiwa.chat.routing import websocket_urlpatterns
+from tests.communicator import connect
 from tests.factories import MembershipFactory, MessageFactory, RoomFactory, UserFactory, token_for
 
 CSRF_TOKEN = re.compile(r'name="csrfmiddlewaretoken" value="[^"]*"')
@@ -140,17 +138,10 @@ def test_an_empty_dm_stays_out_of_its_recipients_lists(alice, bob):
 
 # --- WebSocket -------------------------------------------------------------------------
 
-app = URLRouter(websocket_urlpatterns)
-
 
 async def close_code(user, slug):
-    communicator = WebsocketCommunicator(app, f"/ws/chat/{slug}/")
-    communicator.scope["user"] = user
-    connected, _ = await communicator.connect()
-    assert connected
-    output = await communicator.receive_output(timeout=5)
-    await communicator.disconnect()
-    return output.get("code") if output["type"] == "websocket.close" else output["type"]
+    """The code a socket of ``user`` to ``slug`` is closed with, before any frame."""
+    return await (await connect(f"/ws/chat/{slug}/", user=user)).close_code()
 
 
 @pytest.mark.django_db(transaction=True)

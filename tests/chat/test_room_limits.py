@@ -5,35 +5,23 @@ per user, per IP for guests; room lists served in pages."""
 
 import pytest
 from channels.db import database_sync_to_async
-from channels.routing import URLRouter
-from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser
 from django.test import Client
 from rest_framework.test import APIClient
 
 from kaiwa.chat import services
 from kaiwa.chat.models import Membership, Room
-from kaiwa.chat.routing import websocket_urlpatterns
+from tests.communicator import connect
 from tests.factories import MembershipFactory, RoomFactory, UserFactory, token_for
-
-app = URLRouter(websocket_urlpatterns)
 
 
 async def join(user, slug, client=None):
-    """Open a socket in ``slug``; returns "ready" or the close code."""
-    communicator = WebsocketCommunicator(app, f"/ws/chat/{slug}/")
-    communicator.scope["user"] = user
-    if client is not None:
-        communicator.scope["client"] = (client, 40000)
-    connected, _ = await communicator.connect()
-    assert connected
-    while True:
-        output = await communicator.receive_output(timeout=5)
-        if output["type"] == "websocket.close":
-            return output.get("code")
-        if '"type":"ready"' in output.get("text", "").replace(" ", ""):
-            await communicator.disconnect()
-            return "ready"
+    """Open a socket in ``slug`` and leave; returns "ready" or the close code."""
+    socket = await connect(f"/ws/chat/{slug}/", user=user, client=client)
+    answer = await socket.answer()
+    if answer == "ready":
+        await socket.disconnect()
+    return answer
 
 
 def slugs():
@@ -154,16 +142,8 @@ async def test_guests_of_one_ip_share_a_message_bucket_and_a_socket_cap(settings
     settings.KAIWA_MAX_CONNECTIONS_PER_USER = 2
 
     async def guest(ip):
-        communicator = WebsocketCommunicator(app, "/ws/chat/lobby/")
-        communicator.scope["user"] = AnonymousUser()
-        communicator.scope["client"] = (ip, 40000)
-        assert (await communicator.connect())[0]
-        while True:
-            output = await communicator.receive_output(timeout=5)
-            if output["type"] == "websocket.close":
-                return communicator, output.get("code")
-            if '"type":"ready"' in output.get("text", "").replace(" ", ""):
-                return communicator, "ready"
+        socket = await connect(user=AnonymousUser(), client=ip)
+        return socket, await socket.answer()
 
     sent = iter(range(100))
 
@@ -172,7 +152,7 @@ async def test_guests_of_one_ip_share_a_message_bucket_and_a_socket_cap(settings
         client_id = f"c{next(sent)}"
         await communicator.send_json_to({"message": "hi", "client_id": client_id})
         while True:
-            frame = await communicator.receive_json_from(timeout=5)
+            frame = await communicator.recv()
             if frame.get("type") == "error" or frame.get("client_id") == client_id:
                 return frame.get("type")
 
