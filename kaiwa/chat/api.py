@@ -100,7 +100,8 @@ class MessageListAPI(ChatAPIView):
             before=query_int(request, "before", None),
             limit=max(1, query_int(request, "limit", 50, MESSAGE_PAGE_MAX)),
         )
-        return json_response({"messages": [frames.message_payload(m, room) for m in messages]})
+        payloads = selectors.message_payloads(messages=messages, room_slug=room)
+        return json_response({"messages": payloads})
 
     def post(self, request: Request, room: str) -> HttpResponse:
         """Store and broadcast a message: 201 (200 for a ``client_id`` seen
@@ -142,3 +143,58 @@ class DirectMessageAPI(ChatAPIView):
             "last_seq": room.last_seq,
         }
         return json_response(payload, 201 if created else 200)
+
+
+class MessageAPI(ChatAPIView):
+    """``PATCH /api/messages/<id>`` with ``{"message"}``: 200 the message
+    object, as the ``edit`` frame; ``DELETE``: 204, as the ``delete`` frame.
+    404 ``not_found`` for an unknown or deleted message or one of a room you
+    cannot see, 403 ``forbidden`` for someone else's."""
+
+    def patch(self, request: Request, message_id: str) -> HttpResponse:
+        data = json_body(request)
+        message = selectors.message_get_visible(user=request.user, message_id=message_id)
+        if not limits.message_post_allowed(f"user:{request.user.pk}"):
+            raise MessageRateLimited(limits.SenderLimit.detail())
+        services.message_edit(
+            room=message.room, user=request.user, message_id=message.pk, text=data.get("message")
+        )
+        message.refresh_from_db()
+        payload = selectors.message_payloads(messages=[message], room_slug=message.room.slug)
+        return json_response(payload[0])
+
+    def delete(self, request: Request, message_id: str) -> HttpResponse:
+        message = selectors.message_get_visible(user=request.user, message_id=message_id)
+        if not limits.message_post_allowed(f"user:{request.user.pk}"):
+            raise MessageRateLimited(limits.SenderLimit.detail())
+        services.message_delete(room=message.room, user=request.user, message_id=message.pk)
+        return HttpResponse(status=204)
+
+
+class ReactionAPI(ChatAPIView):
+    """``PUT`` / ``DELETE /api/messages/<id>/reactions/<emoji>``: 204, your
+    reaction added or removed as the ``react`` frame (a repeat is a no-op)."""
+
+    def put(self, request: Request, message_id: str, emoji: str) -> HttpResponse:
+        return self._set(request, message_id, emoji, on=True)
+
+    def delete(self, request: Request, message_id: str, emoji: str) -> HttpResponse:
+        return self._set(request, message_id, emoji, on=False)
+
+    def _set(self, request: Request, message_id: str, emoji: str, *, on: bool) -> HttpResponse:
+        message = selectors.message_get_visible(user=request.user, message_id=message_id)
+        if not limits.message_post_allowed(f"user:{request.user.pk}"):
+            raise MessageRateLimited(limits.SenderLimit.detail())
+        services.reaction_set(
+            room=message.room, user=request.user, message_id=message.pk, emoji=emoji, on=on
+        )
+        return HttpResponse(status=204)
+
+
+class MessageHistoryAPI(ChatAPIView):
+    """``GET /api/messages/<id>/history``: 200 ``{"versions": [{"message",
+    "html", "edited_at"}]}``, oldest first, the original included."""
+
+    def get(self, request: Request, message_id: str) -> HttpResponse:
+        message = selectors.message_get_visible(user=request.user, message_id=message_id)
+        return json_response({"versions": selectors.message_versions(message=message)})

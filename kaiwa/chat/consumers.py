@@ -69,6 +69,13 @@ def parse_after(query_string: bytes) -> tuple[int | None, bool]:
     return int(value), True
 
 
+def _client_id(kind: str, data: dict[str, Any]) -> str | None:
+    """The ``client_id`` an error frame repeats: a ``message`` frame's, when it
+    is a string (PROTOCOL.md section 3)."""
+    client_id = data.get("client_id")
+    return client_id if kind == "message" and isinstance(client_id, str) else None
+
+
 class ChatConsumer(AsyncWebsocketConsumer):
     """One socket in one room.
 
@@ -243,11 +250,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if backlog is None:  # older than the feed's memory: the database answers
             assert self.room is not None
             stored = await db.run_read(selectors.message_backlog, room=self.room, after=after)
-            backlog = (
-                [frames.message_frame(m, slug) for m in stored.messages],
-                stored.reset_seq,
-                stored.latest_seq,
-            )
+            backlog = (stored.frames, stored.reset_seq, stored.latest_seq)
         await self._send_backlog(slug, *backlog)
 
     async def _send_backlog(
@@ -360,19 +363,48 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 self._queue(frames.PONG_FRAME)
             elif kind == "read":
                 await self._read(data)
+            elif kind in ("edit", "delete", "react"):
+                await self._room_event(kind, data)
             else:
                 self._queue(frames.error_frame("bad_frame", f"Unknown frame type {kind!r}."))
         except (NotAuthenticated, RoomForbidden) as exc:  # access lost: nothing stored
-            self._queue(frames.error_frame(exc.code, exc.detail))
+            self._queue(frames.error_frame(exc.code, exc.detail, _client_id(kind, data)))
             await self._close(exc.close_code)
         except ChatError as exc:
-            self._queue(frames.error_frame(exc.code, exc.detail))
+            self._queue(frames.error_frame(exc.code, exc.detail, _client_id(kind, data)))
         except DataError:  # what validation missed and the database refused
             logger.warning("a frame the database refused", exc_info=True)
-            self._queue(frames.error_frame("bad_frame", "The database refused this frame."))
+            self._queue(
+                frames.error_frame(
+                    "bad_frame", "The database refused this frame.", _client_id(kind, data)
+                )
+            )
         except DatabaseError:
             logger.exception("database unavailable")
-            self._queue(frames.error_frame("unavailable", Unavailable().detail))
+            self._queue(
+                frames.error_frame("unavailable", Unavailable().detail, _client_id(kind, data))
+            )
+
+    async def _room_event(self, kind: str, data: dict[str, Any]) -> None:
+        """An ``edit``, ``delete`` or ``react`` frame: stored as a room event by
+        the write thread and broadcast to the room, this socket included (its
+        acknowledgement); a ``react`` that changes nothing gets no answer."""
+        assert self.room is not None
+        if not self.sender_limit.check():  # the same budget as posts
+            if self.sender_limit.exhausted:
+                await self._close(limits.CLOSE_TOO_MANY)
+            else:
+                self._queue(frames.error_frame("rate_limited", self.sender_limit.detail()))
+            return
+        common = {"room": self.room, "user": self.user, "message_id": data.get("id")}
+        if kind == "edit":
+            await db.run_write(services.message_edit, text=data.get("message"), **common)
+        elif kind == "delete":
+            await db.run_write(services.message_delete, **common)
+        else:
+            await db.run_write(
+                services.reaction_set, emoji=data.get("emoji"), on=data.get("on"), **common
+            )
 
     async def _post(self, data: dict[str, Any]) -> None:
         assert self.room is not None  # frames are read only after the join

@@ -66,6 +66,20 @@ class RoomCapReached(ChatError):
     http_status = 403
 
 
+class MessageNotFound(ChatError):
+    """No such message in this room, or it was deleted."""
+
+    code = "not_found"
+    http_status = 404
+
+
+class MessageForbidden(ChatError):
+    """Someone else's message (only its author may edit it; its author or staff delete it)."""
+
+    code = "forbidden"
+    http_status = 403
+
+
 class MessageRateLimited(ChatError):
     """Too many messages: over KAIWA_RATE_MESSAGES_PER_SECOND; this one was not stored."""
 

@@ -12,3 +12,8 @@ from django.dispatch import Signal
 # the Message class; keyword ``message``: the stored Message, with its room).
 # A receiver's writes commit with the message or not at all.
 message_stored = Signal()
+
+# Sent once per edit, inside its transaction (sender: the Message class;
+# keywords ``message``, the edited Message, and ``old_text``, its former text):
+# a mention added by the edit notifies as a new mention would.
+message_edited = Signal()

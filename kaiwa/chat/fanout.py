@@ -28,11 +28,18 @@ Invariants (PROTOCOL.md section 4):
    on overflow the socket is closed with 4408 and resumes with ``after=``.
    Each feed keeps its last KAIWA_FEED_MEMORY_MESSAGES frames.
 4. Backlogs from memory: a feed's ``recent`` frames are exactly the room's
-   stored messages with seq in (``floor``, ``hwm``], in order (loaded with
-   the feed's starting seq in one database call, then appended as delivered;
-   a row deleted from the database is dropped from every process's feed by
+   stored room events with seq in (``floor``, ``hwm``], in order, each
+   message in its current state (loaded with the feed's starting seq in one
+   database call, then appended as delivered; an ``edit``, ``delete`` or
+   ``reaction`` event updates the frame of its message in memory as the
+   database row was updated, and a deletion empties the text of the
+   message's earlier ``edit`` frames too; a row deleted from the database
+   outside the services is dropped from every process's feed by
    ``publish_forget``). A join or resume that this window answers costs no
    query (``RoomFeed.backlog``); any other falls back to the database.
+5. Holes: a seq whose row is gone (deleted outside the services before
+   tombstones existed, or since in a shell) is skipped by gap filling once
+   a later seq is known to be committed, instead of being waited for.
 """
 
 from __future__ import annotations
@@ -46,12 +53,13 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
+import orjson
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 
 from . import db, frames, loops
-from .selectors import message_range, room_last_seqs, room_snapshot
+from .selectors import room_event_range, room_last_seqs, room_snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -205,37 +213,89 @@ class Outbox:
             self.busy.cancel()
 
 
+class Remembered:
+    """One room event in a feed's memory: its seq, its frame, and for a
+    message its id and whether it is live (not deleted)."""
+
+    __slots__ = ("seq", "frame", "kind", "message_id", "live")
+
+    def __init__(self, seq: int, frame: str) -> None:
+        data = orjson.loads(frame)
+        self.seq = seq
+        self.frame = frame
+        self.kind: str = data.get("type", "")
+        self.message_id: str | None = data.get("id")
+        self.live = self.kind == "message" and not data.get("deleted")
+
+
+def frame_patched(frame: str, event: dict[str, Any]) -> str:
+    """The frame ``frame`` (a ``message`` or an ``edit``) after the room event
+    ``event`` on its message: the message's current state as the services
+    stored it (edited text, deletion, reactions)."""
+    data = orjson.loads(frame)
+    kind = event["type"]
+    if kind == "delete":
+        data.update(message="", html="")
+        if data["type"] == "message":
+            data.update(deleted=True, reactions=[])
+    elif kind == "edit" and data["type"] == "message":
+        data.update(message=event["message"], html=event["html"], edited_at=event["edited_at"])
+    elif kind == "reaction" and data["type"] == "message":
+        data["reactions"] = reactions_patched(data.get("reactions", []), event)
+    return frames.encode(data)
+
+
+def reactions_patched(
+    reactions: list[dict[str, Any]], event: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """A message's ``reactions`` after the ``reaction`` event ``event``."""
+    emoji, username = event["emoji"], event["username"]
+    result = [dict(r, usernames=list(r["usernames"])) for r in reactions]
+    entry = next((r for r in result if r["emoji"] == emoji), None)
+    if event["on"]:
+        if entry is None:
+            result.append({"emoji": emoji, "count": 1, "usernames": [username]})
+        elif username not in entry["usernames"]:
+            entry["usernames"].append(username)
+            entry["count"] = len(entry["usernames"])
+    elif entry is not None and username in entry["usernames"]:
+        entry["usernames"].remove(username)
+        entry["count"] = len(entry["usernames"])
+        if not entry["usernames"]:
+            result.remove(entry)
+    return result
+
+
 class RoomFeed:
-    """The in-order stream of one room's messages inside one process."""
+    """The in-order stream of one room's events inside one process."""
 
     def __init__(self, slug: str) -> None:
         self.slug = slug
         self.subscribers: set[Subscriber] = set()
         self.hwm: int | None = None  # highest seq delivered; None until initialised
-        self.pending: dict[int, str] = {}
+        # seq -> frame, or None for a hole (a committed seq whose row is gone)
+        self.pending: dict[int, str | None] = {}
         self.known_seq = 0  # highest seq known to be committed (from the database)
         self.ready = asyncio.Event()
         self._gap_task: asyncio.Task[None] | None = None
-        # Invariant 4: every stored message with floor < seq <= hwm, in order.
-        self.recent: deque[tuple[int, str]] = deque()
+        # Invariant 4: every stored room event with floor < seq <= hwm, in order.
+        self.recent: deque[Remembered] = deque()
         self.recent_max = settings.KAIWA_FEED_MEMORY_MESSAGES
         self.floor = 0
 
     def start(self, hwm: int, recent: list[tuple[int, str]] | None = None) -> None:
         """Open the feed at the room's current ``seq`` and flush what arrived meanwhile.
 
-        ``recent``: the room's last messages as ``(seq, frame)``, ascending,
-        all with seq <= ``hwm`` (at most KAIWA_FEED_MEMORY_MESSAGES); None
-        when unknown.
+        ``recent``: every room event with seq in (``hwm`` - KAIWA_FEED_MEMORY_MESSAGES,
+        ``hwm``] as ``(seq, frame)``, ascending (``selectors.room_snapshot``);
+        None when unknown.
         """
         self.hwm = hwm
-        if recent is None:
+        if recent is None or not self.recent_max:
             self.floor = hwm
         else:
-            self.recent.extend(recent[-self.recent_max :] if self.recent_max else [])
-            # Fewer rows than asked for: the room holds no older message.
-            complete = len(recent) < self.recent_max
-            self.floor = 0 if complete else (self.recent[0][0] - 1 if self.recent else hwm)
+            self.floor = max(0, hwm - self.recent_max)
+            self.recent.extend(Remembered(seq, f) for seq, f in recent if seq > self.floor)
         self.ready.set()
         self._advance()
 
@@ -243,14 +303,30 @@ class RoomFeed:
         if not self.recent_max:
             self.floor = seq
             return
+        entry = Remembered(seq, frame)
+        if entry.kind in ("edit", "delete", "reaction"):
+            self._apply(entry)
+        while self.recent and self.recent[0].seq <= seq - self.recent_max:
+            self.floor = self.recent.popleft().seq
         if len(self.recent) >= self.recent_max:
-            self.floor = self.recent.popleft()[0]
-        self.recent.append((seq, frame))
+            self.floor = self.recent.popleft().seq
+        self.recent.append(entry)
+
+    def _apply(self, entry: Remembered) -> None:
+        """Update the remembered frames of ``entry``'s message (invariant 4)."""
+        event = orjson.loads(entry.frame)
+        for kept in self.recent:
+            if kept.message_id != entry.message_id:
+                continue
+            if kept.kind == "message" or (kept.kind == "edit" and event["type"] == "delete"):
+                kept.frame = frame_patched(kept.frame, event)
+                if event["type"] == "delete":
+                    kept.live = False
 
     def forget(self, seq: int) -> None:
-        """Drop message ``seq`` from ``recent`` (its row was deleted)."""
-        if any(s == seq for s, _ in self.recent):
-            self.recent = deque((s, f) for s, f in self.recent if s != seq)
+        """Drop room event ``seq`` from ``recent`` (its row was deleted)."""
+        if any(e.seq == seq for e in self.recent):
+            self.recent = deque(e for e in self.recent if e.seq != seq)
 
     def backlog(
         self, after: int | None, count: int, resume_limit: int
@@ -258,28 +334,30 @@ class RoomFeed:
         """What a socket joining now is sent before ``ready``, from memory.
 
         Mirrors ``selectors.message_backlog`` at seq ``hwm``: without
-        ``after``, the last ``count`` messages; with it, every message after
-        ``after``, or a reset when more than ``resume_limit`` are missing.
-        Returns ``(frames, reset_seq, latest_seq)``, or None when memory
-        cannot answer (the caller reads the database).
+        ``after``, the last ``count`` live messages; with it, every room
+        event after ``after``, or a reset when more than ``resume_limit``
+        are missing. Returns ``(frames, reset_seq, latest_seq)``, or None
+        when memory cannot answer (the caller reads the database).
         """
         if self.hwm is None:
             return None
         latest = self.hwm
         if after is None:
-            if len(self.recent) < count and self.floor > 0:
+            live = [e.frame for e in self.recent if e.live]
+            if len(live) < count and self.floor > 0:
                 return None
-            return [f for _, f in list(self.recent)[-count:]] if count else [], None, latest
+            return (live[-count:] if count else []), None, latest
         if after > latest:
             return None  # maybe committed, not yet here: the database knows
         if latest - after > resume_limit:
             return [], latest, latest
         if after < self.floor:
             return None
-        return [f for s, f in self.recent if s > after], None, latest
+        return [e.frame for e in self.recent if e.seq > after], None, latest
 
-    def offer(self, seq: int, frame: str) -> None:
-        """Take message ``seq`` from any source; delivers in seq order (invariant 2)."""
+    def offer(self, seq: int, frame: str | None) -> None:
+        """Take room event ``seq`` (None: a hole) from any source; delivers in
+        seq order (invariant 2)."""
         if self.hwm is not None and seq <= self.hwm:
             return
         self.pending[seq] = frame
@@ -299,6 +377,8 @@ class RoomFeed:
         while self.hwm + 1 in pending:
             self.hwm += 1
             frame = pending.pop(self.hwm)
+            if frame is None:  # a hole: nothing to deliver (invariant 5)
+                continue
             self._remember(self.hwm, frame)
             for subscriber in tuple(self.subscribers):
                 subscriber.deliver(self.hwm, frame)
@@ -326,7 +406,7 @@ class RoomFeed:
             while self.hwm is not None and (before := self._missing_before()) is not None:
                 try:
                     rows = await db.run_read(
-                        message_range, room_slug=self.slug, after=self.hwm, before=before
+                        room_event_range, room_slug=self.slug, after=self.hwm, before=before
                     )
                 except Exception:
                     logger.exception("gap fill of room %s failed; retrying", self.slug)
@@ -338,8 +418,12 @@ class RoomFeed:
                     self.hwm + 1,
                     before - 1,
                 )
-                for message in rows:
-                    self.pending.setdefault(message.seq, frames.message_frame(message, self.slug))
+                for seq, frame in rows:
+                    self.pending.setdefault(seq, frame)
+                # Every seq below `before` is committed (a later one is): one
+                # with no row is a hole, not a broadcast still on its way.
+                for seq in range(self.hwm + 1, before):
+                    self.pending.setdefault(seq, None)
                 self._gap_task = None
                 self._advance()
                 return
@@ -620,12 +704,10 @@ class Hub:
 
 
 def feed_snapshot(*, slug: str, limit: int) -> tuple[int, list[tuple[int, str]]]:
-    """The room's latest seq and its last ``limit`` messages as encoded
-    ``(seq, frame)``, ascending (runs on a database thread). Raises
-    RoomNotFound for an unknown room."""
-
-    latest, rows = room_snapshot(slug=slug, limit=limit)
-    return latest, [(m.seq, frames.message_frame(m, slug)) for m in rows]
+    """The room's latest seq and its room events with seq in (latest - ``limit``,
+    latest] as encoded ``(seq, frame)``, ascending (runs on a database
+    thread). Raises RoomNotFound for an unknown room."""
+    return room_snapshot(slug=slug, limit=limit)
 
 
 def get_hub() -> Hub:
@@ -665,6 +747,16 @@ def publish_message(message: Any, room_slug: str) -> None:
     """Broadcast a committed message to its room (called from ``on_commit``)."""
     frame = frames.message_frame(message, room_slug)
     seq = message.seq
+    _publish(
+        lambda hub: hub.publish_room(room_slug, seq, frame),
+        room_group(room_slug),
+        {"type": ROOM_MESSAGE, "room": room_slug, "seq": seq, "frame": frame},
+    )
+
+
+def publish_frame(room_slug: str, seq: int, frame: str) -> None:
+    """Broadcast a committed room event (``edit``, ``delete``, ``reaction``)
+    of sequence number ``seq`` to its room (called from ``on_commit``)."""
     _publish(
         lambda hub: hub.publish_room(room_slug, seq, frame),
         room_group(room_slug),

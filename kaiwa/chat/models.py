@@ -85,6 +85,14 @@ class Message(models.Model):
     text = models.TextField()
     client_id = models.CharField(max_length=64, null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # The text rendered from its Markdown subset (kaiwa.chat.formatting), at
+    # write time: frames and REST answers never render.
+    html = models.TextField(default="", blank=True)
+    # Set by the last edit (services.message_edit); None until edited.
+    edited_at = models.DateTimeField(null=True, blank=True)
+    # A deleted message stays as a tombstone (its text emptied) so that seq
+    # never has a hole and no feed waits for a row that will not come.
+    deleted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["room", "seq"]
@@ -99,3 +107,75 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.room.slug}#{self.seq} {self.username}"
+
+
+class RoomEvent(models.Model):
+    """A stored room event other than a message (PROTOCOL.md section 4): an
+    edit, a deletion or a reaction change. It takes the room's next ``seq``
+    like a message, from the same counter (``Room.last_seq``), so messages
+    and events together number 1, 2, 3... with no gap.
+
+    ``data``: for an edit ``{"message", "html", "edited_at"}`` (emptied when
+    the message is deleted later: no frame carries a deleted text again);
+    for a reaction ``{"emoji", "on"}``; for a deletion ``{}``. ``username``
+    is the author (edit) or the reactor (reaction) or who deleted it.
+    """
+
+    EDIT = "edit"
+    DELETE = "delete"
+    REACTION = "reaction"
+    KINDS = [(EDIT, "edit"), (DELETE, "delete"), (REACTION, "reaction")]
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="events")
+    seq = models.PositiveBigIntegerField()
+    kind = models.CharField(max_length=16, choices=KINDS)
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="events")
+    username = models.CharField(max_length=150)
+    data = models.JSONField(default=dict)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["room", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["room", "seq"], name="roomevent_room_seq_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.room_id}#{self.seq} {self.kind}"
+
+
+class MessageVersion(models.Model):
+    """An earlier text of an edited message (Zulip's ``edit_history``): the
+    original and each replaced text, with when it became the text."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="versions")
+    text = models.TextField()
+    since = models.DateTimeField()  # created_at of the original, else the edit's time
+
+    class Meta:
+        ordering = ["message", "since", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.message_id} since {self.since:%Y-%m-%d %H:%M}"
+
+
+class Reaction(models.Model):
+    """One user's reaction with one emoji to one message (PROTOCOL.md: one per
+    user, message and emoji)."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="reactions")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    username = models.CharField(max_length=150)
+    emoji = models.CharField(max_length=32)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["message", "created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["message", "user", "emoji"], name="reaction_message_user_emoji_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.username} {self.emoji} on {self.message_id}"

@@ -7,8 +7,10 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
-from .errors import RoomNotFound
-from .models import DM_PREFIX, Membership, Message, Room
+from . import frames
+from .errors import MessageNotFound, RoomNotFound
+from .formatting import message_html
+from .models import DM_PREFIX, Membership, Message, Reaction, Room, RoomEvent
 from .validators import room_slug_check
 
 MESSAGE_PAGE_MAX = 200
@@ -66,10 +68,45 @@ def room_get_visible(*, user: Any, slug: str) -> Room:
     return room
 
 
+def message_get_visible(*, user: Any, message_id: Any) -> Message:
+    """The message ``message_id`` (deleted ones included) if ``user`` may see
+    its room; raises MessageNotFound otherwise, alike for an unknown id and
+    a message of a private room he is not in."""
+    text = str(message_id)
+    if not text.isascii() or not text.isdigit() or len(text) > 18:
+        raise MessageNotFound("No such message.")
+    message = Message.objects.select_related("room").filter(pk=int(text)).first()
+    if message is None or not room_list_visible(user=user).filter(pk=message.room_id).exists():
+        raise MessageNotFound("No such message.")
+    return message
+
+
+def message_versions(*, message: Message) -> list[dict[str, Any]]:
+    """``GET /api/messages/<id>/history``: ``[{"message", "html", "edited_at"}]``
+    oldest first, the original included (its ``edited_at`` is null) and the
+    current text last. Raises MessageNotFound for a deleted message."""
+    if message.deleted_at is not None:
+        raise MessageNotFound("No such message.")
+    versions = list(message.versions.all())
+    texts = [(v.text, v.since) for v in versions] + [(message.text, message.edited_at)]
+    result = []
+    for index, (text, since) in enumerate(texts):
+        edited = None if index == 0 or since is None else frames.timestamp(since)
+        html = message.html if index == len(texts) - 1 else message_html_of(text)
+        result.append({"message": text, "html": html, "edited_at": edited})
+    return result
+
+
+def message_html_of(text: str) -> str:
+    """The ``html`` of a former text (kaiwa.chat.formatting; every ``@name`` marked)."""
+    return message_html(text=text)
+
+
 def message_list(
     *, room: Room, after: int | None = None, before: int | None = None, limit: int = 50
 ) -> list[Message]:
-    """Up to ``limit`` messages of ``room``, ascending ``seq``.
+    """Up to ``limit`` messages of ``room``, ascending ``seq``, deleted ones
+    included as tombstones (their text is empty).
 
     With ``after``, the first ``limit`` with seq > after; otherwise the last
     ``limit`` (with seq < before when given).
@@ -82,15 +119,56 @@ def message_list(
     return list(reversed(qs.order_by("-seq")[:limit]))
 
 
+def reactions_of(*, message_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    """``{message id: [{"emoji", "count", "usernames"}]}`` for the messages
+    that have reactions (one query)."""
+    if not message_ids:
+        return {}
+    rows: dict[int, list[tuple[str, str]]] = {}
+    for message_id, emoji, username in Reaction.objects.filter(
+        message_id__in=message_ids
+    ).values_list("message_id", "emoji", "username"):
+        rows.setdefault(message_id, []).append((emoji, username))
+    return {m: frames.reaction_summaries(r) for m, r in rows.items()}
+
+
+def message_payloads(*, messages: list[Message], room_slug: str) -> list[dict[str, Any]]:
+    """The message objects of ``messages`` in their current state, reactions
+    included (one query for all)."""
+    reactions = reactions_of(message_ids=[m.pk for m in messages if m.deleted_at is None])
+    return [frames.message_payload(m, room_slug, reactions.get(m.pk)) for m in messages]
+
+
+def room_event_frames(
+    *, room_id: int, room_slug: str, after: int, before: int
+) -> list[tuple[int, str]]:
+    """Every stored room event of the room with after < seq < before, as
+    ``(seq, frame)`` ascending (PROTOCOL.md section 4): messages in their
+    current state, edits, deletions and reactions as stored. Three queries.
+    A seq with no row (a message row deleted outside the services) is left
+    out: callers that know it was committed treat it as a hole."""
+    messages = list(
+        Message.objects.filter(room_id=room_id, seq__gt=after, seq__lt=before).order_by("seq")
+    )
+    found = [
+        (p["seq"], frames.encode(p))
+        for p in message_payloads(messages=messages, room_slug=room_slug)
+    ]
+    events = RoomEvent.objects.filter(room_id=room_id, seq__gt=after, seq__lt=before)
+    found += [(e.seq, frames.event_frame(e, room_slug, e.message_id)) for e in events]
+    return sorted(found)
+
+
 @dataclass(frozen=True)
 class Backlog:
     """What a joining socket is sent before ``ready``.
 
-    ``messages``: ascending seq; ``reset_seq``: set when the client must
-    reload over REST instead; ``latest_seq``: the room's seq when read.
+    ``frames``: encoded room events, ascending seq; ``reset_seq``: set when
+    the client must reload over REST instead; ``latest_seq``: the room's seq
+    when read.
     """
 
-    messages: list[Message]
+    frames: list[str]
     reset_seq: int | None
     latest_seq: int
 
@@ -98,33 +176,36 @@ class Backlog:
 def message_backlog(*, room: Room, after: int | None) -> Backlog:
     """The backlog of PROTOCOL.md section 1 for a socket joining ``room``.
 
-    Without ``after``: the last KAIWA_BACKLOG_MESSAGES messages. With
-    ``after``: every message with seq > after, or a reset when more than
+    Without ``after``: the last KAIWA_BACKLOG_MESSAGES messages in their
+    current state, deleted ones left out. With ``after``: every room event
+    with seq > after (``room_event_frames``), or a reset when more than
     KAIWA_RESUME_LIMIT are missing or ``after`` is past the room's seq.
     """
     latest = Room.objects.values_list("last_seq", flat=True).get(pk=room.pk)
     if after is None:
-        # Bounded by `latest`: a message committed since belongs to the live
+        # Bounded by `latest`: an event committed since belongs to the live
         # stream, which delivers every seq above `latest` exactly once.
-        messages = message_list(room=room, before=latest + 1, limit=settings.KAIWA_BACKLOG_MESSAGES)
-        return Backlog(messages, None, latest)
+        live = Message.objects.filter(room=room, seq__lte=latest, deleted_at__isnull=True)
+        messages = list(reversed(live.order_by("-seq")[: settings.KAIWA_BACKLOG_MESSAGES]))
+        payloads = message_payloads(messages=messages, room_slug=room.slug)
+        return Backlog([frames.encode(p) for p in payloads], None, latest)
     if after > latest or latest - after > settings.KAIWA_RESUME_LIMIT:
         return Backlog([], latest, latest)
-    return Backlog(message_list(room=room, after=after, limit=latest - after), None, latest)
+    events = room_event_frames(room_id=room.pk, room_slug=room.slug, after=after, before=latest + 1)
+    return Backlog([f for _, f in events], None, latest)
 
 
-def message_range(*, room_slug: str, after: int, before: int) -> list[Message]:
-    """Messages of room ``room_slug`` with after < seq < before, ascending: gap filling."""
-    return list(
-        Message.objects.filter(room__slug=room_slug, seq__gt=after, seq__lt=before).order_by("seq")
-    )
+def room_event_range(*, room_slug: str, after: int, before: int) -> list[tuple[int, str]]:
+    """``room_event_frames`` of the room named ``room_slug``: gap filling."""
+    room_id = Room.objects.values_list("pk", flat=True).get(slug=room_slug)
+    return room_event_frames(room_id=room_id, room_slug=room_slug, after=after, before=before)
 
 
-def room_snapshot(*, slug: str, limit: int) -> tuple[int, list[Message]]:
-    """The room's latest seq and its last ``limit`` messages with seq <= it,
-    ascending. Two queries, written in SQL (``Manager.raw``): a room feed
-    opens with them, many at once in a connect storm, and compiling the
-    ORM's versions costs about a millisecond of Python each. Raises
+def room_snapshot(*, slug: str, limit: int) -> tuple[int, list[tuple[int, str]]]:
+    """The room's latest seq and its last ``limit`` room events with seq <= it,
+    as ``(seq, frame)`` ascending (``room_event_frames``). The room is read in
+    SQL: a room feed opens with it, many at once in a connect storm, and
+    compiling the ORM's query costs about a millisecond of Python. Raises
     RoomNotFound for an unknown room."""
     q = connection.ops.quote_name
     with connection.cursor() as cursor:
@@ -133,14 +214,12 @@ def room_snapshot(*, slug: str, limit: int) -> tuple[int, list[Message]]:
     if row is None:
         raise RoomNotFound("No such room.")
     room_id, latest = row
-    if limit <= 0:
+    if limit <= 0 or latest == 0:
         return latest, []
-    rows = Message.objects.raw(
-        f"SELECT * FROM {q(Message._meta.db_table)} WHERE room_id = %s AND seq <= %s "
-        "ORDER BY seq DESC LIMIT %s",
-        [room_id, latest, limit],
+    after = max(0, latest - limit)
+    return latest, room_event_frames(
+        room_id=room_id, room_slug=slug, after=after, before=latest + 1
     )
-    return latest, list(reversed(list(rows)))
 
 
 def room_last_seqs(*, slugs: list[str]) -> dict[str, int]:

@@ -14,20 +14,24 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Q
+from django.utils import timezone
 
 from kaiwa.accounts.selectors import session_user_get, token_users_get
 
-from . import events, fanout, limits
+from . import events, fanout, frames, limits
 from .errors import (
     ChatError,
+    MessageForbidden,
     MessageInvalid,
+    MessageNotFound,
     NotAuthenticated,
     RoomCapReached,
     RoomCreateRateLimited,
     RoomForbidden,
     RoomNotFound,
 )
-from .models import DM_PREFIX, Membership, Message, Room
+from .formatting import MENTION_PATTERN, MENTION_TRAILING, message_html
+from .models import DM_PREFIX, Membership, Message, MessageVersion, Reaction, Room, RoomEvent
 from .validators import room_slug_check
 
 
@@ -476,6 +480,7 @@ def _messages_insert(posts: Sequence[Post], fresh: dict[int, list[int]]) -> dict
                 author=post.user,
                 username=post.username,
                 text=post.text,
+                html=message_html_render(text=post.text, room=post.room),
                 client_id=post.client_id,
             )
     Message.objects.bulk_create(list(messages.values()))
@@ -599,3 +604,175 @@ def dm_open(*, user: Any, other_username: Any) -> tuple[Room, bool]:
         for member in {user, other}:
             Membership.objects.get_or_create(room=room, user=member)
     return room, created
+
+
+# --- room events: edit, delete, react (PROTOCOL.md version 2) ---------------------------
+
+
+def emoji_check(*, emoji: Any) -> str:
+    """Return ``emoji`` if it is 1 to 32 characters without whitespace
+    (PROTOCOL.md section 2); raises MessageInvalid (``bad_frame``)."""
+    if not isinstance(emoji, str) or not 1 <= len(emoji) <= 32 or any(c.isspace() for c in emoji):
+        raise MessageInvalid("'emoji' must be 1 to 32 characters without whitespace.")
+    return text_storable_check(value=emoji, name="emoji")
+
+
+def message_id_check(*, message_id: Any) -> int:
+    """The message id of a frame or URL (a string or int of digits); raises
+    MessageNotFound (``not_found``) for anything else."""
+    text = str(message_id) if isinstance(message_id, int | str) else ""
+    if not text.isascii() or not text.isdigit() or len(text) > 18:
+        raise MessageNotFound("No such message.")
+    return int(text)
+
+
+def _message_locked(*, room: Room, message_id: int) -> Message:
+    """The live message ``message_id`` of ``room``, after locking the room's
+    row (the seq counter) for the transaction; raises MessageNotFound."""
+    _room_seqs_lock([room.pk])
+    message = (
+        Message.objects.select_related("room")
+        .filter(pk=message_id, room=room, deleted_at__isnull=True)
+        .first()
+    )
+    if message is None:
+        raise MessageNotFound("No such message.")
+    return message
+
+
+def _room_seqs_lock(room_ids: list[int]) -> None:
+    list(Room.objects.select_for_update().filter(pk__in=room_ids).order_by("pk").values_list("pk"))
+
+
+def _access_check(*, room: Room, user: Any) -> None:
+    """Raises NotAuthenticated for an inactive user, RoomForbidden when
+    ``room`` is private and ``user`` not a member (checked in the transaction,
+    as ``_posts_refused`` does for posts)."""
+    refused = _posts_refused([Post(room=room, user=user, username="", text="")])
+    if refused:
+        raise refused[0]
+
+
+def _event_store(
+    *, room: Room, message: Message, kind: str, username: str, data: dict
+) -> RoomEvent:
+    """Take the room's next seq for a room event and store it; publish it on commit."""
+    seq = _room_seqs_advance({room.pk: 1})[room.pk]
+    event = RoomEvent.objects.create(
+        room=room, seq=seq, kind=kind, message=message, username=username, data=data
+    )
+    frame = frames.event_frame(event, room.slug, message.pk)
+    transaction.on_commit(partial(fanout.publish_frame, room.slug, seq, frame))
+    return event
+
+
+def message_edit(*, room: Room, user: Any, message_id: Any, text: Any) -> RoomEvent:
+    """Replace the text of ``user``'s message ``message_id`` in ``room``: a
+    room event with the room's next seq (PROTOCOL.md ``edit``), the former
+    text kept as a ``MessageVersion``. Only the author may edit, within
+    KAIWA_EDIT_WINDOW_SECONDS of posting when that is set (0: no window).
+
+    Raises MessageInvalid (bad text), MessageNotFound (unknown, other room,
+    deleted), MessageForbidden (not the author, window passed), RoomForbidden (a
+    private room left), NotAuthenticated (inactive user).
+    """
+    text = message_text_check(text=text)
+    message_pk = message_id_check(message_id=message_id)
+    with transaction.atomic():
+        _access_check(room=room, user=user)
+        message = _message_locked(room=room, message_id=message_pk)
+        if user is None or message.author_id != user.pk:
+            raise MessageForbidden("Only its author may edit a message.")
+        window = settings.KAIWA_EDIT_WINDOW_SECONDS
+        if window > 0 and (timezone.now() - message.created_at).total_seconds() > window:
+            raise MessageForbidden("This message can no longer be edited.")
+        now = timezone.now()
+        MessageVersion.objects.create(
+            message=message, text=message.text, since=message.edited_at or message.created_at
+        )
+        old_text = message.text
+        message.text = text
+        message.html = message_html_render(text=text, room=room)
+        message.edited_at = now
+        message.save(update_fields=["text", "html", "edited_at"])
+        data = {"message": text, "html": message.html, "edited_at": frames.timestamp(now)}
+        event = _event_store(
+            room=room, message=message, kind=RoomEvent.EDIT, username=message.username, data=data
+        )
+        events.message_edited.send(sender=Message, message=message, old_text=old_text)
+    return event
+
+
+def message_delete(*, room: Room, user: Any, message_id: Any) -> RoomEvent:
+    """Delete message ``message_id`` of ``room``: its author, or staff, may.
+    The row stays as a tombstone (text emptied) and the deletion is a room
+    event with the room's next seq; the texts of its edit events and former
+    versions are erased too, so that no frame or answer carries them again.
+
+    Raises MessageNotFound, MessageForbidden (not the author nor staff),
+    RoomForbidden, NotAuthenticated.
+    """
+    message_pk = message_id_check(message_id=message_id)
+    with transaction.atomic():
+        _access_check(room=room, user=user)
+        message = _message_locked(room=room, message_id=message_pk)
+        staff = user is not None and user.is_staff
+        if not staff and (user is None or message.author_id != user.pk):
+            raise MessageForbidden("Only its author or staff may delete a message.")
+        message.text = message.html = ""
+        message.deleted_at = timezone.now()
+        message.save(update_fields=["text", "html", "deleted_at"])
+        MessageVersion.objects.filter(message=message).delete()
+        Reaction.objects.filter(message=message).delete()
+        RoomEvent.objects.filter(message=message, kind=RoomEvent.EDIT).update(data={})
+        username = user.username if user is not None else ""
+        return _event_store(
+            room=room, message=message, kind=RoomEvent.DELETE, username=username, data={}
+        )
+
+
+def reaction_set(
+    *, room: Room, user: Any, message_id: Any, emoji: Any, on: Any
+) -> RoomEvent | None:
+    """Add (``on`` true) or remove ``user``'s reaction ``emoji`` to message
+    ``message_id`` of ``room``: a room event with the room's next seq, or None
+    when the reaction already was in that state (a no-op, PROTOCOL.md).
+
+    Raises MessageInvalid (bad emoji or ``on``), MessageNotFound,
+    RoomForbidden, NotAuthenticated (also for guests: a reaction is a user's).
+    """
+    emoji = emoji_check(emoji=emoji)
+    if not isinstance(on, bool):
+        raise MessageInvalid("'on' must be true or false.")
+    if user is None:
+        raise NotAuthenticated("Guests cannot react.")
+    message_pk = message_id_check(message_id=message_id)
+    with transaction.atomic():
+        _access_check(room=room, user=user)
+        message = _message_locked(room=room, message_id=message_pk)
+        mine = Reaction.objects.filter(message=message, user=user, emoji=emoji)
+        if on:
+            if mine.exists():
+                return None
+            Reaction.objects.create(message=message, user=user, username=user.username, emoji=emoji)
+        elif not mine.delete()[0]:
+            return None
+        return _event_store(
+            room=room,
+            message=message,
+            kind=RoomEvent.REACTION,
+            username=user.username,
+            data={"emoji": emoji, "on": on},
+        )
+
+
+def message_html_render(*, text: str, room: Room | None = None) -> str:
+    """The ``html`` of a message text (kaiwa.chat.formatting), mentions marked
+    for the members of ``room`` it names (one query, only for a text with an
+    ``@``; every ``@name`` without a room)."""
+    if room is None or "@" not in text:
+        return message_html(text=text)
+    names = {m.group(1).rstrip(MENTION_TRAILING) for m in MENTION_PATTERN.finditer(text)}
+    names |= {m.group(1) for m in MENTION_PATTERN.finditer(text)}
+    members = Membership.objects.filter(room=room, user__username__in=names)
+    return message_html(text=text, members=list(members.values_list("user__username", flat=True)))

@@ -11,4 +11,15 @@ urlpatterns = [
     path("api/rooms/<str:room>/messages/", api.MessageListAPI.as_view(), name="api-messages"),
     path("api/rooms/<str:room>/read", api.ReadAPI.as_view(), name="api-read"),
     path("api/dms/", api.DirectMessageAPI.as_view(), name="api-dms"),
+    path("api/messages/<str:message_id>", api.MessageAPI.as_view(), name="api-message"),
+    path(
+        "api/messages/<str:message_id>/reactions/<str:emoji>",
+        api.ReactionAPI.as_view(),
+        name="api-reaction",
+    ),
+    path(
+        "api/messages/<str:message_id>/history",
+        api.MessageHistoryAPI.as_view(),
+        name="api-message-history",
+    ),
 ]

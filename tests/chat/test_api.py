@@ -57,7 +57,10 @@ def test_message_list_pages_and_caps_the_limit(alice, client_for):
     client = client_for(alice)
     page = client.get("/api/rooms/big/messages/").json()["messages"]
     assert [m["seq"] for m in page] == list(range(201, 251))
-    assert set(page[0]) == {"type", "room", "seq", "id", "message", "username", "created_at"}
+    assert set(page[0]) == {
+        "type", "room", "seq", "id", "message", "username", "created_at", "html", "edited_at",
+        "reactions",
+    }  # fmt: skip
     assert len(client.get("/api/rooms/big/messages/?limit=1000").json()["messages"]) == 200
     after = client.get("/api/rooms/big/messages/?after=10&limit=3").json()["messages"]
     assert [m["seq"] for m in after] == [11, 12, 13]

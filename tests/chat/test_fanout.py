@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from kaiwa.chat import fanout
+from kaiwa.chat import fanout, frames
 from kaiwa.chat.fanout import Outbox, OutboxOverflow, RoomFeed
 
 
@@ -82,17 +82,22 @@ class Recorder:
         pass
 
 
+def fr(seq, text="m"):
+    """A message frame of seq ``seq`` (the feed reads its type and id)."""
+    return frames.encode({"type": "message", "seq": seq, "id": str(seq), "message": text})
+
+
 async def test_room_feed_delivers_in_seq_order_and_drops_duplicates(settings):
     settings.KAIWA_GAP_GRACE_SECONDS = 30  # no database: the gap closes by itself
     feed = RoomFeed(slug="r")
     recorder = Recorder()
     feed.subscribers.add(recorder)
-    feed.offer(6, "f6")  # before start: held
+    feed.offer(6, fr(6))  # before start: held
     feed.start(4)
-    feed.offer(7, "f7")
-    feed.offer(5, "f5")
-    feed.offer(5, "f5 again")
-    feed.offer(3, "old")
+    feed.offer(7, fr(7))
+    feed.offer(5, fr(5))
+    feed.offer(5, fr(5, "again"))
+    feed.offer(3, fr(3, "old"))
     assert recorder.seqs == [5, 6, 7]
     assert feed.hwm == 7 and feed.pending == {}
     feed.close()
@@ -104,10 +109,10 @@ async def test_room_feed_holds_messages_behind_a_gap(settings):
     recorder = Recorder()
     feed.subscribers.add(recorder)
     feed.start(0)
-    feed.offer(2, "f2")
-    feed.offer(3, "f3")
+    feed.offer(2, fr(2))
+    feed.offer(3, fr(3))
     assert recorder.seqs == [] and feed._gap_task is not None
-    feed.offer(1, "f1")
+    feed.offer(1, fr(1))
     assert recorder.seqs == [1, 2, 3]
     feed.close()
 
@@ -132,16 +137,16 @@ def started_feed(settings, memory, hwm, recent):
     settings.KAIWA_FEED_MEMORY_MESSAGES = memory
     settings.KAIWA_GAP_GRACE_SECONDS = 30
     feed = RoomFeed(slug="r")
-    feed.start(hwm, [(seq, f"f{seq}") for seq in recent])
+    feed.start(hwm, [(seq, fr(seq)) for seq in recent])
     return feed
 
 
 async def test_feed_memory_answers_joins_and_resumes_it_covers(settings):
     feed = started_feed(settings, memory=5, hwm=10, recent=[6, 7, 8, 9, 10])
     assert feed.floor == 5
-    assert feed.backlog(None, 3, 1000) == (["f8", "f9", "f10"], None, 10)
-    assert feed.backlog(7, 50, 1000) == (["f8", "f9", "f10"], None, 10)
-    assert feed.backlog(5, 50, 1000) == (["f6", "f7", "f8", "f9", "f10"], None, 10)
+    assert feed.backlog(None, 3, 1000) == ([fr(8), fr(9), fr(10)], None, 10)
+    assert feed.backlog(7, 50, 1000) == ([fr(8), fr(9), fr(10)], None, 10)
+    assert feed.backlog(5, 50, 1000) == ([fr(6), fr(7), fr(8), fr(9), fr(10)], None, 10)
     assert feed.backlog(10, 50, 1000) == ([], None, 10)
     assert feed.backlog(4, 50, 1000) is None  # older than memory: the database answers
     assert feed.backlog(None, 6, 1000) is None
@@ -153,25 +158,25 @@ async def test_feed_memory_answers_joins_and_resumes_it_covers(settings):
 async def test_feed_memory_of_a_short_room_holds_all_of_it(settings):
     feed = started_feed(settings, memory=5, hwm=2, recent=[1, 2])
     assert feed.floor == 0
-    assert feed.backlog(None, 50, 1000) == (["f1", "f2"], None, 2)
-    assert feed.backlog(0, 50, 1000) == (["f1", "f2"], None, 2)
+    assert feed.backlog(None, 50, 1000) == ([fr(1), fr(2)], None, 2)
+    assert feed.backlog(0, 50, 1000) == ([fr(1), fr(2)], None, 2)
     feed.close()
 
 
 async def test_feed_memory_slides_with_deliveries_and_forgets_deleted_rows(settings):
     feed = started_feed(settings, memory=3, hwm=3, recent=[1, 2, 3])
-    feed.offer(4, "f4")
-    feed.offer(5, "f5")
-    assert [s for s, _ in feed.recent] == [3, 4, 5] and feed.floor == 2
+    feed.offer(4, fr(4))
+    feed.offer(5, fr(5))
+    assert [e.seq for e in feed.recent] == [3, 4, 5] and feed.floor == 2
     assert feed.backlog(1, 50, 1000) is None
     feed.forget(4)
-    assert feed.backlog(2, 50, 1000) == (["f3", "f5"], None, 5)
+    assert feed.backlog(2, 50, 1000) == ([fr(3), fr(5)], None, 5)
     feed.close()
 
 
 async def test_feed_without_memory_always_defers_to_the_database(settings):
     feed = started_feed(settings, memory=0, hwm=3, recent=[])
-    feed.offer(4, "f4")
+    feed.offer(4, fr(4))
     assert feed.backlog(None, 50, 1000) is None
     assert feed.backlog(3, 50, 1000) is None
     assert feed.backlog(4, 50, 1000) == ([], None, 4)

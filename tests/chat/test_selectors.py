@@ -1,3 +1,4 @@
+import orjson
 import pytest
 from django.test import override_settings
 
@@ -33,6 +34,10 @@ def _room_with(n):
     return room
 
 
+def seqs(frames):
+    return [orjson.loads(f)["seq"] for f in frames]
+
+
 def test_message_list_pages(alice):
     room = _room_with(10)
     assert [m.seq for m in selectors.message_list(room=room, limit=3)] == [8, 9, 10]
@@ -45,7 +50,7 @@ def test_message_list_pages(alice):
 def test_message_backlog_without_after_is_the_last_messages(alice):
     room = _room_with(10)
     backlog = selectors.message_backlog(room=room, after=None)
-    assert [m.seq for m in backlog.messages] == [7, 8, 9, 10]
+    assert seqs(backlog.frames) == [7, 8, 9, 10]
     assert backlog.reset_seq is None and backlog.latest_seq == 10
 
 
@@ -53,8 +58,8 @@ def test_message_backlog_without_after_is_the_last_messages(alice):
 def test_message_backlog_resumes_after_seq(alice):
     room = _room_with(10)
     backlog = selectors.message_backlog(room=room, after=6)
-    assert [m.seq for m in backlog.messages] == [7, 8, 9, 10]
-    assert selectors.message_backlog(room=room, after=10).messages == []
+    assert seqs(backlog.frames) == [7, 8, 9, 10]
+    assert selectors.message_backlog(room=room, after=10).frames == []
 
 
 @override_settings(KAIWA_RESUME_LIMIT=5)
@@ -65,12 +70,11 @@ def test_message_backlog_resets_when_too_much_is_missing_or_after_is_ahead(alice
     assert selectors.message_backlog(room=room, after=11).reset_seq == 10
 
 
-def test_message_range_reads_the_gap(alice):
+def test_room_event_range_reads_the_gap(alice):
     room = _room_with(6)
-    assert [m.seq for m in selectors.message_range(room_slug=room.slug, after=2, before=5)] == [
-        3,
-        4,
-    ]
+    rows = selectors.room_event_range(room_slug=room.slug, after=2, before=5)
+    assert [seq for seq, _ in rows] == [3, 4]
+    assert seqs([frame for _, frame in rows]) == [3, 4]
 
 
 def test_message_backlog_stops_at_the_seq_it_reports(alice):
@@ -79,5 +83,5 @@ def test_message_backlog_stops_at_the_seq_it_reports(alice):
     room = _room_with(5)
     Room.objects.filter(pk=room.pk).update(last_seq=4)  # read before seq 5 committed
     backlog = selectors.message_backlog(room=room, after=None)
-    assert [m.seq for m in backlog.messages] == [1, 2, 3, 4]
+    assert seqs(backlog.frames) == [1, 2, 3, 4]
     assert backlog.latest_seq == 4

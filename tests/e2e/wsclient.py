@@ -20,7 +20,9 @@ from tests.kaiwa_process import KaiwaServer
 
 TIMEOUT = 10.0
 
-MESSAGE_FIELDS = {"type", "room", "seq", "id", "message", "username", "created_at"}
+MESSAGE_FIELDS = {
+    "type", "room", "seq", "id", "message", "username", "created_at", "html", "edited_at", "reactions"
+}  # fmt: skip
 
 
 def room_name(prefix: str = "r") -> str:
