@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 
 from kaiwa.chat import services
 from kaiwa.chat.errors import RoomForbidden
-from kaiwa.chat.models import Room
+from kaiwa.chat.models import Membership, Message, Room
 from tests.communicator import connect
 from tests.factories import MembershipFactory, MessageFactory, RoomFactory, UserFactory, token_for
 
@@ -104,6 +104,9 @@ def test_rest_answers_not_found_alike_for_unknown_and_foreign_private_rooms(
     assert {(a.status_code, a.content) for a in answers} == {
         (404, b'{"code":"not_found","detail":"No such room."}')
     }
+    # Nothing was posted nor marked read in the rooms that exist.
+    assert sorted(Message.objects.values_list("text", flat=True)) == ["hi bob", "top secret"]
+    assert not Membership.objects.filter(user=alice).exists()
 
 
 def test_dm_open_answers_alike_for_unknown_and_inactive_users(alice):

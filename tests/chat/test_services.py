@@ -38,12 +38,6 @@ def test_room_join_rejects_foreign_private_room(alice, bob):
     assert services.room_join(user=bob, slug="secret") == room
 
 
-def test_room_join_does_not_create_dm_rooms_nor_reveal_them(alice):
-    with pytest.raises(RoomForbidden):
-        services.room_join(user=alice, slug="dm-1-2")
-    assert not Room.objects.exists()
-
-
 def test_message_create_assigns_gapless_seq(alice, django_capture_on_commit_callbacks):
     room = services.room_join(user=alice, slug="lobby")
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
