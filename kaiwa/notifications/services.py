@@ -29,6 +29,7 @@ without the mail server's cooperation; this is the narrowest window.
 import logging
 import smtplib
 from collections import OrderedDict
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -48,7 +49,9 @@ from .models import MissedMessage, MissedMessageEmail
 logger = logging.getLogger(__name__)
 
 
-def missed_messages_queue(*, message: Message) -> list[MissedMessage]:
+def missed_messages_queue(
+    *, message: Message, already: Collection[int] = ()
+) -> list[MissedMessage]:
     """Record who should get an email about the new ``message``, if unread in time.
 
     Call inside the transaction that stores ``message`` (the receiver of
@@ -59,6 +62,8 @@ def missed_messages_queue(*, message: Message) -> list[MissedMessage]:
     wake-ups (``tasks.missed_message_wake_up``) on commit.
     """
     recipients = selectors.missed_message_recipients(message=message)
+    for user_id in already:  # an edit: who the former text notified already
+        recipients.pop(user_id, None)
     if not recipients:
         return []
     now = timezone.now()
