@@ -1,5 +1,8 @@
 from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
+from . import services
 from .models import Membership, Message, Room
 
 
@@ -27,8 +30,29 @@ class MembershipAdmin(admin.ModelAdmin):
 
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
-    list_display = ["room", "seq", "username", "text", "created_at"]
+    """Messages are read here and deleted through the services only: a
+    deletion is a room event and leaves a tombstone, so that no seq has a
+    hole and no frame carries the text again. Editing the text by hand would
+    skip the edit event, so every field is read-only."""
+
+    list_display = ["room", "seq", "username", "text", "created_at", "edited_at", "deleted_at"]
     list_filter = ["room"]
     search_fields = ["text", "username"]
-    # seq is the room's ordering contract: never edited by hand.
-    readonly_fields = ["room", "seq", "author", "username", "client_id", "created_at"]
+    readonly_fields = [
+        "room", "seq", "author", "username", "text", "html", "client_id", "created_at",
+        "edited_at", "deleted_at",
+    ]  # fmt: skip
+    actions = ["delete_keeping_tombstones"]
+
+    def has_delete_permission(self, request: HttpRequest, obj: Message | None = None) -> bool:
+        return False  # the row stays as a tombstone: see delete_keeping_tombstones
+
+    @admin.action(description="Delete the selected messages (tombstones keep their seq)")
+    def delete_keeping_tombstones(self, request: HttpRequest, queryset: QuerySet[Message]) -> None:
+        """Delete each live message as its author or staff would (a ``delete``
+        room event per message, sent to the room's sockets)."""
+        count = 0
+        for message in queryset.filter(deleted_at__isnull=True).select_related("room"):
+            services.message_delete(room=message.room, user=request.user, message_id=message.pk)
+            count += 1
+        self.message_user(request, f"{count} message(s) deleted.")

@@ -222,3 +222,21 @@ def test_messages_of_private_rooms_are_not_found_for_strangers(db):
         stranger.get("/api/messages/987654/history"),
     ):
         assert answer.status_code == 404 and answer.json()["code"] == "not_found"
+
+
+def test_the_admin_deletes_messages_as_tombstones(db):
+    staff = UserFactory(username="root", is_staff=True, is_superuser=True)
+    room = RoomFactory(slug="lobby")
+    message = Message.objects.create(room=room, seq=1, author=staff, username="root", text="oops")
+    Room.objects.filter(pk=room.pk).update(last_seq=1)
+    admin = rest(staff)
+    answer = admin.post(
+        "/admin/chat/message/",
+        {"action": "delete_keeping_tombstones", "_selected_action": [message.pk]},
+    )
+    assert answer.status_code == 302
+    message.refresh_from_db()
+    assert message.deleted_at is not None and message.text == ""
+    assert list(RoomEvent.objects.values_list("seq", "kind")) == [(2, "delete")]
+    assert admin.post(f"/admin/chat/message/{message.pk}/delete/").status_code == 403
+    assert Message.objects.filter(pk=message.pk).exists()
