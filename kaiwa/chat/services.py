@@ -618,9 +618,12 @@ def emoji_check(*, emoji: Any) -> str:
 
 
 def message_id_check(*, message_id: Any) -> int:
-    """The message id of a frame or URL (a string or int of digits); raises
-    MessageNotFound (``not_found``) for anything else."""
-    text = str(message_id) if isinstance(message_id, int | str) else ""
+    """The message id of a frame or URL. Raises MessageInvalid (``bad_frame``)
+    when it is missing or not a string or integer, MessageNotFound
+    (``not_found``) for one that cannot name a message (not digits)."""
+    if isinstance(message_id, bool) or not isinstance(message_id, int | str):
+        raise MessageInvalid("'id' must be the id of a message (a string).")
+    text = str(message_id)
     if not text.isascii() or not text.isdigit() or len(text) > 18:
         raise MessageNotFound("No such message.")
     return int(text)

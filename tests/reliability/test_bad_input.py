@@ -27,6 +27,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from tests.kaiwa_process import KaiwaServer, base_env, create_users, manage
+from tests.wsclient import bearer, until_ready_sync
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
 
@@ -72,6 +73,15 @@ def token(server) -> str:
     return server.token("alice")
 
 
+@pytest.fixture(autouse=True)
+def _server_still_serves(server, token) -> Iterator[None]:
+    """After each test, whatever it sent: the server runs and admits a join."""
+    yield
+    assert server.proc is not None and server.proc.poll() is None, "the server died"
+    answer = handshake(server, "/ws/chat/fuzz-health/", additional_headers=bearer(token))
+    assert answer[0] == "ready", answer
+
+
 def open_socket(server: KaiwaServer, path: str, **kwargs: Any) -> ClientConnection:
     return connect(
         server.ws + path,
@@ -88,13 +98,6 @@ def recv(ws: ClientConnection) -> dict[str, Any]:
     frame = json.loads(ws.recv(timeout=10))
     assert isinstance(frame, dict) and isinstance(frame.get("type"), str), frame
     return frame
-
-
-def until_ready(ws: ClientConnection) -> list[dict[str, Any]]:
-    before = []
-    while (frame := recv(ws))["type"] != "ready":
-        before.append(frame)
-    return before
 
 
 def close_code(ws: ClientConnection) -> int | None:
@@ -129,7 +132,38 @@ def expected_answer(frame: Any, cids: dict[str, str]) -> tuple[Any, ...]:
         seq = frame.get("seq")
         ok = isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0
         return ("none",) if ok else ("error", "bad_frame")
+    if kind in ("edit", "delete", "react"):
+        return room_event_answer(kind, frame)
     return ("error", "bad_frame")  # unknown types
+
+
+def room_event_answer(kind: str, frame: dict[str, Any]) -> tuple[Any, ...]:
+    """The answer to an ``edit``, ``delete`` or ``react`` frame whose ``id``
+    names no message (the fuzz never names one): its first error, in the
+    order the server checks (text or emoji and ``on``, then the id)."""
+    if kind == "edit":
+        text = frame.get("message")
+        if not isinstance(text, str) or not text:
+            return ("error", "bad_frame")
+        if len(text) > MAX_MESSAGE_CHARS:
+            return ("error", "too_long")
+        if "\x00" in text:
+            return ("error", "bad_frame")
+    if kind == "react":
+        emoji = frame.get("emoji")
+        if (
+            not isinstance(emoji, str)
+            or not 1 <= len(emoji) <= 32
+            or any(c.isspace() for c in emoji)
+            or "\x00" in emoji
+        ):
+            return ("error", "bad_frame")
+        if not isinstance(frame.get("on"), bool):
+            return ("error", "bad_frame")
+    message_id = frame.get("id")
+    if isinstance(message_id, bool) or not isinstance(message_id, int | str):
+        return ("error", "bad_frame")
+    return ("error", "not_found")
 
 
 def is_ping(data: str | bytes, text: bool | None) -> bool:
@@ -160,7 +194,7 @@ class Session:
             self.ws = open_socket(
                 self.server, path, additional_headers={"Authorization": f"Bearer {self.token}"}
             )
-            assert [f["type"] for f in until_ready(self.ws)] == []
+            assert until_ready_sync(self.ws)[0] == []
         return self.ws
 
     def count(self, answer: str) -> None:
@@ -270,6 +304,12 @@ CORPUS_ERRORS = [
     ('{"type": "typing"}', "bad_frame"),
     ('{"type": "edit", "seq": 1, "message": "x"}', "bad_frame"),
     ('{"type": "delete", "seq": 1}', "bad_frame"),
+    ('{"type": "delete", "id": "no-such"}', "not_found"),
+    ('{"type": "delete", "id": "99999999"}', "not_found"),
+    ('{"type": "edit", "id": "99999999", "message": ""}', "bad_frame"),
+    ('{"type": "react", "id": "99999999", "emoji": "a b", "on": true}', "bad_frame"),
+    ('{"type": "react", "id": "99999999", "emoji": "+1", "on": 1}', "bad_frame"),
+    ('{"type": "react", "id": "99999999", "emoji": "+1", "on": true}', "not_found"),
     ('{"type": null, "message": "hi"}', "bad_frame"),
     ('{"type": ["message"], "message": "hi"}', "bad_frame"),
     ('{"type": {"a": 1}}', "bad_frame"),
@@ -365,8 +405,14 @@ json_values = st.recursive(
 frame_objects = st.fixed_dictionaries(
     {},
     optional={
-        "type": st.sampled_from(["message", "ping", "read", "typing", "edit", "", "Message"])
+        "type": st.sampled_from(
+            ["message", "ping", "read", "typing", "edit", "delete", "react", "", "Message"]
+        )
         | json_values,
+        # Ids that name no message: digit strings and integers could name one.
+        "id": st.text(max_size=12, alphabet="abc-é ") | st.none() | st.booleans() | st.floats(),
+        "emoji": st.text(max_size=34) | json_values,
+        "on": st.booleans() | json_values,
         "message": st.text(max_size=20)
         | st.text(min_size=3990, max_size=4010, alphabet="ab")
         | json_values,
@@ -415,13 +461,9 @@ def handshake(server: KaiwaServer, path: str, **kwargs: Any) -> tuple[str, Any]:
         return ("http", refused.response.status_code)
     with ws:
         try:
-            return ("ready", until_ready(ws))
+            return ("ready", until_ready_sync(ws)[0])
         except ConnectionClosed as closed:
             return ("close", closed.rcvd.code if closed.rcvd else None)
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 @FUZZ
@@ -512,10 +554,3 @@ def test_garbage_query_strings_do_not_break_the_join(server, token):
             server, f"/ws/chat/fuzz-query/?{query}", additional_headers=bearer(token)
         )
         assert answer[0] == "ready", (query, answer)
-
-
-def test_the_server_is_still_healthy(server, token):
-    # After everything above (the module's tests run in file order).
-    assert server.proc is not None and server.proc.poll() is None
-    answer = handshake(server, "/ws/chat/fuzz-frames/", additional_headers=bearer(token))
-    assert answer[0] == "ready"
