@@ -1,22 +1,18 @@
 """Reads of the notifications app: who a message notifies, which batches are due."""
 
-import re
 from datetime import datetime
 
 from django.db.models import Min
 from django.db.models.functions import Lower
 
+# The mention grammar is chat's: its formatting marks up the same mentions.
+from kaiwa.chat.formatting import MENTION_PATTERN, MENTION_TRAILING
 from kaiwa.chat.models import Membership, Message
 
 from .models import MissedMessage
 
-# ``@`` then a Django username (``[\w.@+-]``), not preceded by a username
-# character, so that ``alice@example.com`` mentions nobody.
-MENTION_PATTERN = re.compile(r"(?<![\w.@+-])@([\w.@+-]{1,150})")
 # Bounds the work a single message can cause: mentions beyond this are ignored.
 MENTIONS_MAX = 50
-# Sentence punctuation that may trail a mention: "thanks @bob." means bob.
-MENTION_TRAILING = ".-+@"
 
 
 def mention_names(*, text: str) -> list[str]:
