@@ -235,7 +235,7 @@ def frame_patched(frame: str, event: dict[str, Any]) -> str:
     data = orjson.loads(frame)
     kind = event["type"]
     if kind == "delete":
-        data.update(message="", html="")
+        data.update(message="", html="", edited_at=None)
         if data["type"] == "message":
             data.update(deleted=True, reactions=[])
     elif kind == "edit" and data["type"] == "message":

@@ -26,7 +26,8 @@ def message_payload(
     state: room, seq, id, message, username, created_at, client_id (when the
     author gave one), html, edited_at (null until edited), reactions
     (``reaction_summaries``; empty when live) and, on a deleted message,
-    ``deleted: true`` with ``message`` and ``html`` empty."""
+    ``deleted: true`` with ``message`` and ``html`` empty (and ``edited_at``
+    null: a tombstone tells nothing but its deletion)."""
     payload: dict[str, Any] = {
         "type": "message",
         "room": room_slug or message.room.slug,
@@ -42,7 +43,7 @@ def message_payload(
     if message.client_id:
         payload["client_id"] = message.client_id
     if message.deleted_at is not None:
-        payload.update(message="", html="", deleted=True, reactions=[])
+        payload.update(message="", html="", edited_at=None, deleted=True, reactions=[])
     return payload
 
 

@@ -85,15 +85,23 @@ async def test_only_the_author_edits_and_the_socket_stays(people):
     assert not await database_sync_to_async(RoomEvent.objects.exists)()
 
 
-@pytest.mark.parametrize("target", ["999999", "abc", None, "other-room"])
-async def test_unknown_or_foreign_messages_are_not_found(people, target):
+@pytest.mark.parametrize(
+    ("target", "code"),
+    [
+        ("999999", "not_found"),
+        ("abc", "not_found"),
+        ("other-room", "not_found"),
+        (None, "bad_frame"),
+    ],
+)
+async def test_unknown_or_foreign_messages_are_not_found(people, target, code):
     alice, _, _ = people
     if target == "other-room":
         other = await join("/ws/chat/elsewhere/", user=alice)
         target = (await post(other, "there"))["id"]
     a = await join(user=alice)
     await a.send_json_to({"type": "delete", "id": target})
-    assert (await next_of(a, "error"))["code"] == "not_found"
+    assert (await next_of(a, "error"))["code"] == code
 
 
 async def test_a_deletion_leaves_a_tombstone_and_no_text_anywhere(people):
