@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 CONNECT_BATCH = 50  # concurrent handshakes at a time (the tutorial's pool dislikes more)
 # The page's read throttle (room.js READ_INTERVAL_MS), seconds.
@@ -76,7 +76,7 @@ class Client(WSListener):
         if not needs_ready:
             self.ready.set()
         self.ready_ns = 0
-        self.closed_code: Any = None
+        self.closed_code: WSCloseCode | None = None
         self.closed = asyncio.Event()
         self.seq = 0
         self.read_seq = 0
@@ -218,7 +218,7 @@ async def open_client(
             listener = made
             await listener.ready.wait()
         return listener
-    except Exception:
+    except Exception:  # noqa: BLE001 (any failure to connect counts as a failed client)
         if listener is not None:
             listener.close()
         return None

@@ -31,7 +31,11 @@ application = ProtocolTypeRouter(
         # The connect rate per IP first: a refused handshake costs no database work.
         "websocket": ConnectRateLimit(
             RawSendMiddleware(
-                BrowserOriginValidator(WebsocketAuthStack(URLRouter(websocket_urlpatterns)))
+                BrowserOriginValidator(
+                    # A list of Django's URLPattern, which types-channels does not
+                    # take for its own (see kaiwa.chat.routing).
+                    WebsocketAuthStack(URLRouter(websocket_urlpatterns))  # type: ignore[arg-type]
+                )
             )
         ),
     }

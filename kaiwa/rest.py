@@ -10,7 +10,8 @@ nesting deeper than the parser's recursion limit, and lone UTF-16 surrogates
 (orjson refuses both on the WebSocket side alike).
 """
 
-from typing import Any
+from collections.abc import Mapping
+from typing import IO, Any
 
 from rest_framework.exceptions import APIException, ParseError
 from rest_framework.parsers import JSONParser
@@ -32,11 +33,11 @@ PROTOCOL_CODES = {
 }
 
 
-def has_lone_surrogate(value: Any) -> bool:
+def has_lone_surrogate(value: object) -> bool:
     """Whether any string in the JSON value ``value`` (keys included) holds a
     lone surrogate (U+D800 to U+DFFF). Iterative: ``value`` may be nested as
     deep as the parser allowed."""
-    stack = [value]
+    stack: list[object] = [value]
     while stack:
         item = stack.pop()
         if isinstance(item, str):
@@ -54,7 +55,12 @@ class StrictJSONParser(JSONParser):
     """DRF's JSON parser, answering ParseError (400, ``bad_json``) instead of
     a 500 for bodies nested too deeply or holding lone surrogates."""
 
-    def parse(self, stream: Any, media_type: Any = None, parser_context: Any = None) -> Any:
+    def parse(
+        self,
+        stream: IO[Any],
+        media_type: str | None = None,
+        parser_context: Mapping[str, Any] | None = None,
+    ) -> Any:  # any JSON value: DRF's stubs say a dict, a body may be a list
         try:
             data = super().parse(stream, media_type, parser_context)
         except RecursionError as exc:

@@ -5,6 +5,7 @@ from typing import Any
 
 from django import forms
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm, UserCreationForm
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
@@ -27,26 +28,28 @@ class UsernameKeyMixin:
     fields: dict[str, Any]
     cleaned_data: dict[str, Any]
     changed_data: list[str]
-    instance: Any
-    _meta: Any
+    instance: User
+    _meta: Any  # the ModelForm's options (ModelFormOptions, generic in its model)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         field = self.fields["username"]
         field.validators = [*field.validators, *self.username_validators]
 
-    def clean_username(self) -> Any:
+    def clean_username(self) -> str:
         clean = getattr(super(), "clean_username", None)  # UserCreationForm's: case only
-        username = clean() if clean else self.cleaned_data.get("username")
+        # Django sets cleaned_data[name] before it calls clean_<name>.
+        username: str = clean() if clean else self.cleaned_data["username"]
         if username and "username" in self.changed_data and self._username_taken(username):
-            raise ValidationError(self._username_taken_message(), code="unique")
+            raise self._username_taken_error()
         return username
 
     def _username_taken(self, username: str) -> bool:
         claims = UsernameClaim.objects.filter(key=username_key(username))
         return claims.exclude(user_id=self.instance.pk).exists()
 
-    def _username_taken_message(self) -> str:
+    def _username_taken_error(self) -> ValidationError:
+        """Django's own "A user with that username already exists." (code ``unique``)."""
         return self.instance.unique_error_message(self._meta.model, ["username"])
 
 
@@ -68,7 +71,7 @@ class SignupForm(UsernameKeyMixin, UserCreationForm):
 
     username_validators = (validate_username_not_reserved, validate_username_not_confusable)
 
-    def save_unless_taken(self) -> Any:
+    def save_unless_taken(self) -> User | None:
         """Save the new user and his ``UsernameClaim`` in one transaction and
         return him; or return None, with the "already exists" error on the
         username, when a concurrent sign-up took the name or its key first
@@ -77,7 +80,7 @@ class SignupForm(UsernameKeyMixin, UserCreationForm):
             with transaction.atomic():
                 return self.save()
         except IntegrityError:
-            self.add_error("username", self._username_taken_message())
+            self.add_error("username", self._username_taken_error())
             return None
 
 

@@ -1,14 +1,20 @@
 """ASGI middleware for WebSocket handshakes: sessions, Bearer tokens and Origin checks."""
 
+from collections.abc import Mapping
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from asgiref.typing import ASGIReceiveCallable, ASGISendCallable
 from channels.security.websocket import WebsocketDenier
 from channels.sessions import CookieMiddleware
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 from django.utils.http import is_same_domain
+
+if TYPE_CHECKING:
+    # The scope type of types-channels, named for type checkers only.
+    from channels.consumer import _ChannelScope
 
 # Scope key of the handshake's ``Authorization: Bearer`` token (None without one).
 BEARER_TOKEN_KEY = "kaiwa.bearer_token"
@@ -24,7 +30,7 @@ def bearer_token(headers: list[tuple[bytes, bytes]]) -> str | None:
     return None
 
 
-def header(scope: dict, name: bytes) -> str | None:
+def header(scope: Mapping[str, Any], name: bytes) -> str | None:
     """The first value of header ``name`` (lowercase bytes) in an ASGI scope, or None."""
     for key, value in scope.get("headers", []):
         if key.lower() == name:
@@ -32,7 +38,7 @@ def header(scope: dict, name: bytes) -> str | None:
     return None
 
 
-def origin_allowed(scope: dict, origin: str) -> bool:
+def origin_allowed(scope: Mapping[str, Any], origin: str) -> bool:
     """Django's CSRF origin check (``CsrfViewMiddleware._origin_verified``)
     for a WebSocket handshake: ``origin`` must be the site's own origin
     (scheme, host and port of the handshake: ``ws`` as ``http``, ``wss`` as
@@ -63,13 +69,15 @@ def origin_allowed(scope: dict, origin: str) -> bool:
     )
 
 
-def BrowserOriginValidator(application: Any) -> Any:  # noqa: N802 (wraps like Channels' own)
+def BrowserOriginValidator(application: Any) -> Any:  # named like Channels' own wrappers
     """Refuse (HTTP 403) a browser handshake whose ``Origin`` is not the site's
     own origin or a trusted one (``origin_allowed``). A client that sends no
     ``Origin`` (a bot, a load generator) is not a browser and cannot be the
     victim of cross-site WebSocket hijacking, so it passes."""
 
-    async def validator(scope: dict, receive: Any, send: Any) -> Any:
+    async def validator(
+        scope: "_ChannelScope", receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> Any:
         origin = header(scope, b"origin")
         if origin is None or origin_allowed(scope, origin):
             return await application(scope, receive, send)
@@ -78,7 +86,7 @@ def BrowserOriginValidator(application: Any) -> Any:  # noqa: N802 (wraps like C
     return validator
 
 
-def WebsocketAuthStack(inner: Any) -> Any:  # noqa: N802
+def WebsocketAuthStack(inner: Any) -> Any:  # named like Channels' AuthMiddlewareStack
     """Attach the handshake's credentials to the scope without querying anything.
 
     ``scope["session"]``: the Django session named by the session cookie

@@ -2,10 +2,11 @@
 
 from collections.abc import Sequence
 from types import SimpleNamespace
-from typing import Any
 
 from django.contrib import auth
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
+from django.contrib.sessions.backends.base import SessionBase
 from django.db import connection
 from django.utils import timezone
 from knox.crypto import hash_token
@@ -14,7 +15,7 @@ from knox.settings import CONSTANTS
 from .models import ApiToken
 
 
-def token_users_get(*, keys: Sequence[str]) -> dict[str, Any]:
+def token_users_get(*, keys: Sequence[str]) -> dict[str, User]:
     """``{token: user}`` for the API tokens in ``keys`` that exist, have not
     expired, and whose users are active (the others left out). One query.
 
@@ -34,6 +35,7 @@ def token_users_get(*, keys: Sequence[str]) -> dict[str, Any]:
     q = connection.ops.quote_name
     pk = user_model._meta.pk
     assert pk is not None
+    assert pk.column is not None  # a concrete model's primary key has a column
     name = user_model.USERNAME_FIELD
     prefixes = list({key[: CONSTANTS.TOKEN_KEY_LENGTH] for key in keys})
     marks = ", ".join(["%s"] * len(prefixes))
@@ -60,7 +62,7 @@ def token_users_get(*, keys: Sequence[str]) -> dict[str, Any]:
     return found
 
 
-def session_user_get(*, session: Any) -> Any:
+def session_user_get(*, session: SessionBase | None) -> User | None:
     """The user signed in with the Django ``session`` of a WebSocket handshake
     (Channels' or Kaiwa's ``scope["session"]``), or None.
 
@@ -71,5 +73,6 @@ def session_user_get(*, session: Any) -> Any:
     """
     if session is None or not session.session_key:
         return None
+    # get_user reads nothing of the request but its session.
     user = auth.get_user(SimpleNamespace(session=session))  # type: ignore[arg-type]
     return user if user.is_authenticated else None

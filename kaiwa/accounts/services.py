@@ -2,10 +2,11 @@
 
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
 
 from axes.utils import reset as axes_reset
 from django.contrib.auth import authenticate
+from django.contrib.auth.models import User
+from django.http import HttpRequest
 from django.utils import timezone
 from knox.crypto import create_token_string, hash_token
 from knox.settings import CONSTANTS, knox_settings
@@ -14,7 +15,9 @@ from .models import SIGNIN_TOKEN_NAME, ApiToken, UsernameClaim
 from .validators import username_key
 
 
-def token_issue(*, request: Any, username: str, password: str) -> tuple[ApiToken, str] | None:
+def token_issue(
+    *, request: HttpRequest, username: str, password: str
+) -> tuple[ApiToken, str] | None:
     """A new sign-in API token for the user with these credentials: ``(row,
     token)``, the token string shown once and never stored (only its digest
     is). None when the credentials are wrong or django-axes refuses the
@@ -27,7 +30,7 @@ def token_issue(*, request: Any, username: str, password: str) -> tuple[ApiToken
 
 
 def token_create(
-    *, user: Any, name: str = "", ttl: timedelta | None = None
+    *, user: User, name: str = "", ttl: timedelta | None = None
 ) -> tuple[ApiToken, str]:
     """A new API token of ``user`` named ``name`` (at most 100 characters):
     ``(row, token)``. It expires after ``ttl`` (a ``timedelta``), by default
@@ -39,7 +42,7 @@ def token_create(
     return ApiToken.objects.create(user=user, expiry=expiry, name=name)
 
 
-def token_create_batch(*, users: Sequence[Any], name: str = "") -> dict[int, str]:
+def token_create_batch(*, users: Sequence[User], name: str = "") -> dict[int, str]:
     """New API tokens for many ``users`` in one INSERT (load generators,
     tests): ``{user id: token}``; expiry as ``token_create``'s default."""
     expiry = knox_settings.TOKEN_TTL
@@ -58,7 +61,7 @@ def token_create_batch(*, users: Sequence[Any], name: str = "") -> dict[int, str
     return keys
 
 
-def token_revoke(*, user: Any, public_id: str) -> bool:
+def token_revoke(*, user: User, public_id: str) -> bool:
     """Delete ``user``'s token whose ``ApiToken.public_id`` is ``public_id``;
     False when he has none such. Sockets signed in with it close (4401)."""
     if len(public_id) != 16:
@@ -76,7 +79,7 @@ def tokens_revoke(*, user_id: int, name: str | None = None) -> int:
     return tokens.delete()[0]
 
 
-def username_claim_set(*, user: Any, created: bool = False) -> None:
+def username_claim_set(*, user: User, created: bool = False) -> None:
     """Make ``user``'s ``UsernameClaim`` hold the key of his current name
     (created for a new user, or one ``bulk_create`` made). Call it inside the
     transaction that saved the user. Raises ``IntegrityError`` when another

@@ -4,9 +4,11 @@ his API tokens end with his password, his activity, and (sign-in tokens) his log
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.contrib.auth.signals import user_logged_out
 from django.db.models.signals import post_save, pre_save
 from django.dispatch import receiver
+from django.http import HttpRequest
 
 from .models import SIGNIN_TOKEN_NAME
 from .services import tokens_revoke, username_claim_set
@@ -14,11 +16,11 @@ from .services import tokens_revoke, username_claim_set
 
 @receiver(post_save, sender=settings.AUTH_USER_MODEL, dispatch_uid="kaiwa.accounts.username_claim")
 def username_claim_on_save(
-    sender: Any,
-    instance: Any,
+    sender: type[User],
+    instance: User,
     created: bool,
     raw: bool = False,
-    update_fields: Any = None,
+    update_fields: frozenset[str] | None = None,
     **kwargs: Any,
 ) -> None:
     """Claim the saved user's key, in his save's transaction; a save that
@@ -31,7 +33,11 @@ def username_claim_on_save(
 
 @receiver(pre_save, sender=settings.AUTH_USER_MODEL, dispatch_uid="kaiwa.accounts.tokens_revoke")
 def tokens_revoke_on_credentials(
-    sender: Any, instance: Any, raw: bool = False, update_fields: Any = None, **kwargs: Any
+    sender: type[User],
+    instance: User,
+    raw: bool = False,
+    update_fields: frozenset[str] | None = None,
+    **kwargs: Any,
 ) -> None:
     """A user saved with a new password, or deactivated: all his API tokens
     are deleted (their sockets close with 4401). One query per full save of
@@ -48,7 +54,9 @@ def tokens_revoke_on_credentials(
 
 
 @receiver(user_logged_out, dispatch_uid="kaiwa.accounts.signin_tokens_revoke")
-def signin_tokens_revoke_on_logout(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
+def signin_tokens_revoke_on_logout(
+    sender: type[User | None], request: HttpRequest | None, user: User | None, **kwargs: Any
+) -> None:
     """A logout also ends the user's sign-in tokens (``POST /api/auth/token``);
     tokens he named for bots stay until he revokes them or they expire."""
     if user is not None:

@@ -8,11 +8,15 @@ from django.conf import settings
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import PasswordResetForm
+from django.core.exceptions import SuspiciousOperation
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect, render
+from rest_framework.exceptions import APIException
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
+from kaiwa.requests import AuthenticatedHttpRequest, AuthenticatedRequest
 from kaiwa.rest import StrictJSONParser
 
 from .forms import SignupForm
@@ -44,7 +48,7 @@ class TokenAPI(APIView):
     def post(self, request: Request) -> HttpResponse:
         try:
             data = request.data
-        except Exception:
+        except (APIException, SuspiciousOperation):  # unparsable (ParseError ...), too big
             data = None
         if not isinstance(data, dict) or not all(
             isinstance(data.get(k), str) and data.get(k) for k in ("username", "password")
@@ -86,11 +90,11 @@ class TokenListAPI(APIView):
 
     parser_classes = [StrictJSONParser]
 
-    def get(self, request: Request) -> HttpResponse:
+    def get(self, request: AuthenticatedRequest) -> HttpResponse:
         tokens = ApiToken.objects.filter(user=request.user)
         return JsonResponse({"tokens": [token_json(t) for t in tokens]})
 
-    def post(self, request: Request) -> HttpResponse:
+    def post(self, request: AuthenticatedRequest) -> HttpResponse:
         name = request.data.get("name") if isinstance(request.data, dict) else None
         if not isinstance(name, str) or not 1 <= len(name.strip()) <= 100:
             return JsonResponse(
@@ -105,14 +109,14 @@ class TokenDetailAPI(APIView):
     """``DELETE /api/tokens/<id>``: 204, the token revoked (its sockets close
     with 4401); 404 ``not_found`` when it is not one of yours."""
 
-    def delete(self, request: Request, token_id: str) -> HttpResponse:
+    def delete(self, request: AuthenticatedRequest, token_id: str) -> HttpResponse:
         if not token_revoke(user=request.user, public_id=token_id):
             return JsonResponse({"code": "not_found", "detail": "No such token."}, status=404)
         return HttpResponse(status=204)
 
 
 @login_required
-def tokens(request: HttpRequest) -> HttpResponse:
+def tokens(request: AuthenticatedHttpRequest) -> HttpResponse:
     """The page of one's API tokens: list, create with a name (the secret is
     shown once), revoke."""
     created = None
@@ -133,7 +137,7 @@ class PasswordResetView(auth_views.PasswordResetView):
     chooses: a reset link pointing at an attacker's host would hand him the
     token)."""
 
-    def form_valid(self, form: Any) -> HttpResponse:
+    def form_valid(self, form: PasswordResetForm) -> HttpResponse:
         """Send the email as Django does, with ``domain_override`` and
         ``use_https`` from KAIWA_BASE_URL; redirect to the done page."""
         if password_reset_limited(self.request, form.cleaned_data["email"]):
@@ -150,6 +154,8 @@ class PasswordResetView(auth_views.PasswordResetView):
             subject_template_name=self.subject_template_name,
             request=self.request,
             html_email_template_name=self.html_email_template_name,
-            extra_email_context=self.extra_email_context,
+            # django-stubs types the view's context a Mapping, the form's a dict:
+            # Django hands the one to the other as it is.
+            extra_email_context=self.extra_email_context,  # type: ignore[arg-type]
         )
         return HttpResponseRedirect(self.get_success_url())

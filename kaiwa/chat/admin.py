@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from kaiwa.requests import AuthenticatedHttpRequest
+
 from . import services
 from .models import Membership, Message, Room
 
@@ -48,7 +50,9 @@ class MessageAdmin(admin.ModelAdmin):
         return False  # the row stays as a tombstone: see delete_keeping_tombstones
 
     @admin.action(description="Delete the selected messages (tombstones keep their seq)")
-    def delete_keeping_tombstones(self, request: HttpRequest, queryset: QuerySet[Message]) -> None:
+    def delete_keeping_tombstones(
+        self, request: AuthenticatedHttpRequest, queryset: QuerySet[Message]
+    ) -> None:
         """Delete each live message as its author or staff would (a ``delete``
         room event per message, sent to the room's sockets)."""
         count = 0

@@ -1,6 +1,6 @@
 """REST API of PROTOCOL.md section 5: rooms, messages, read positions, DMs."""
 
-from typing import Any
+from typing import Any, overload
 
 import orjson
 from django.db import Error as DatabaseError
@@ -9,6 +9,8 @@ from rest_framework.exceptions import APIException
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from kaiwa.requests import AuthenticatedRequest
 
 from . import frames, limits, selectors, services
 from .errors import ChatError, MessageRateLimited, Unavailable
@@ -24,7 +26,15 @@ class ChatAPIError(APIException):
         super().__init__(detail=error.detail, code=error.code)
 
 
-def query_int(request: Request, name: str, default: int | None, maximum: int | None = None) -> Any:
+@overload
+def query_int(request: Request, name: str, default: int, maximum: int | None = None) -> int: ...
+@overload
+def query_int(
+    request: Request, name: str, default: None, maximum: int | None = None
+) -> int | None: ...
+def query_int(
+    request: Request, name: str, default: int | None, maximum: int | None = None
+) -> int | None:
     """A non-negative integer query parameter; raises a 400 ChatAPIError on junk."""
     raw = request.query_params.get(name)
     if raw in (None, ""):
@@ -75,7 +85,7 @@ def query_cursor(request: Request) -> str | None:
 
 
 class RoomListAPI(ChatAPIView):
-    def get(self, request: Request) -> HttpResponse:
+    def get(self, request: AuthenticatedRequest) -> HttpResponse:
         """The rooms listed to you, in slug order, ``limit`` (default 200, at
         most 500) per page; ``next`` is the ``cursor`` of the next page
         (null on the last)."""
@@ -92,7 +102,7 @@ class RoomListAPI(ChatAPIView):
 
 
 class MessageListAPI(ChatAPIView):
-    def get(self, request: Request, room: str) -> HttpResponse:
+    def get(self, request: AuthenticatedRequest, room: str) -> HttpResponse:
         found = selectors.room_get_visible(user=request.user, slug=room)
         messages = selectors.message_list(
             room=found,
@@ -103,7 +113,7 @@ class MessageListAPI(ChatAPIView):
         payloads = selectors.message_payloads(messages=messages, room_slug=room)
         return json_response({"messages": payloads})
 
-    def post(self, request: Request, room: str) -> HttpResponse:
+    def post(self, request: AuthenticatedRequest, room: str) -> HttpResponse:
         """Store and broadcast a message: 201 (200 for a ``client_id`` seen
         before). 429 ``rate_limited`` over the sender's message budget, the
         same bucket his sockets use (``limits.message_post_allowed``)."""
@@ -123,7 +133,7 @@ class MessageListAPI(ChatAPIView):
 
 
 class ReadAPI(ChatAPIView):
-    def post(self, request: Request, room: str) -> HttpResponse:
+    def post(self, request: AuthenticatedRequest, room: str) -> HttpResponse:
         data = json_body(request)
         found = selectors.room_get_visible(user=request.user, slug=room)
         if not found.private:  # a REST-only client of a public room joins it here
@@ -133,7 +143,7 @@ class ReadAPI(ChatAPIView):
 
 
 class DirectMessageAPI(ChatAPIView):
-    def post(self, request: Request) -> HttpResponse:
+    def post(self, request: AuthenticatedRequest) -> HttpResponse:
         data = json_body(request)
         room, created = services.dm_open(user=request.user, other_username=data.get("username"))
         payload = {
@@ -151,7 +161,7 @@ class MessageAPI(ChatAPIView):
     404 ``not_found`` for an unknown or deleted message or one of a room you
     cannot see, 403 ``forbidden`` for someone else's."""
 
-    def patch(self, request: Request, message_id: str) -> HttpResponse:
+    def patch(self, request: AuthenticatedRequest, message_id: str) -> HttpResponse:
         data = json_body(request)
         message = selectors.message_get_visible(user=request.user, message_id=message_id)
         if not limits.message_post_allowed(f"user:{request.user.pk}"):
@@ -163,7 +173,7 @@ class MessageAPI(ChatAPIView):
         payload = selectors.message_payloads(messages=[message], room_slug=message.room.slug)
         return json_response(payload[0])
 
-    def delete(self, request: Request, message_id: str) -> HttpResponse:
+    def delete(self, request: AuthenticatedRequest, message_id: str) -> HttpResponse:
         message = selectors.message_get_visible(user=request.user, message_id=message_id)
         if not limits.message_post_allowed(f"user:{request.user.pk}"):
             raise MessageRateLimited(limits.SenderLimit.detail())
@@ -175,13 +185,15 @@ class ReactionAPI(ChatAPIView):
     """``PUT`` / ``DELETE /api/messages/<id>/reactions/<emoji>``: 204, your
     reaction added or removed as the ``react`` frame (a repeat is a no-op)."""
 
-    def put(self, request: Request, message_id: str, emoji: str) -> HttpResponse:
+    def put(self, request: AuthenticatedRequest, message_id: str, emoji: str) -> HttpResponse:
         return self._set(request, message_id, emoji, on=True)
 
-    def delete(self, request: Request, message_id: str, emoji: str) -> HttpResponse:
+    def delete(self, request: AuthenticatedRequest, message_id: str, emoji: str) -> HttpResponse:
         return self._set(request, message_id, emoji, on=False)
 
-    def _set(self, request: Request, message_id: str, emoji: str, *, on: bool) -> HttpResponse:
+    def _set(
+        self, request: AuthenticatedRequest, message_id: str, emoji: str, *, on: bool
+    ) -> HttpResponse:
         message = selectors.message_get_visible(user=request.user, message_id=message_id)
         if not limits.message_post_allowed(f"user:{request.user.pk}"):
             raise MessageRateLimited(limits.SenderLimit.detail())
@@ -195,6 +207,6 @@ class MessageHistoryAPI(ChatAPIView):
     """``GET /api/messages/<id>/history``: 200 ``{"versions": [{"message",
     "html", "edited_at"}]}``, oldest first, the original included."""
 
-    def get(self, request: Request, message_id: str) -> HttpResponse:
+    def get(self, request: AuthenticatedRequest, message_id: str) -> HttpResponse:
         message = selectors.message_get_visible(user=request.user, message_id=message_id)
         return json_response({"versions": selectors.message_versions(message=message)})

@@ -9,15 +9,18 @@ import dataclasses
 import itertools
 import logging
 import secrets
+from collections.abc import Mapping
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 import orjson
+from asgiref.typing import ASGIReceiveCallable, ASGISendCallable, WebSocketDisconnectEvent
 from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import DataError
 from django.db import Error as DatabaseError
 
@@ -30,6 +33,11 @@ from .joins import get_admitter
 from .models import Room
 from .reads import get_read_positions
 from .writer import get_writer
+
+if TYPE_CHECKING:
+    # The scope type of types-channels (a WebSocket scope with Channels' keys),
+    # which names it for type checkers only.
+    from channels.consumer import _ChannelScope
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +96,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # subscription per room per process (see fanout). This alias names no layer.
     channel_layer_alias = "kaiwa.no-per-socket-channel"
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(
+        self, scope: "_ChannelScope", receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
         """The ASGI application of one socket: Channels' ``AsyncConsumer.__call__``
         for a consumer with no channel-layer channel of its own.
 
@@ -100,11 +110,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
         (docs/performance.md) and less work per ``read`` frame.
         """
         self.scope = scope
-        self.channel_layer = None
+        # No layer (see channel_layer_alias): what Channels' own __call__ sets
+        # for an alias that names none, which its stubs do not foresee.
+        self.channel_layer = None  # type: ignore[assignment]
         self.base_send = send
         try:
             while True:
-                await self.dispatch(await receive())
+                # An ASGI event is a dict, as Channels' own loop hands it to dispatch.
+                await self.dispatch(await receive())  # type: ignore[arg-type]
         except StopConsumer:
             pass
 
@@ -123,7 +136,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
 
-    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+    async def websocket_disconnect(self, message: WebSocketDisconnectEvent) -> None:
         """Channels' handler without its group cleanup (this consumer joins
         no group) and thread hop (see ``dispatch``)."""
         await self.disconnect(message.get("code", 1000))
@@ -133,15 +146,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.socket_id = new_socket_id()
         self.room: Room | None = None
         self.feed: RoomFeed | None = None
-        self.user: Any = None
+        self.user: User | None = None
         self.username = ""
         self.ready = False
         self.closing = False
         self.last_seq = 0
         self.read_seq = 0  # the user's read position as this socket knows it
         self.early: list[tuple[int, str]] = []
+        # The scope as ASGI has it, open to the keys Kaiwa's middleware adds.
+        scope: Mapping[str, Any] = self.scope
         self.outbox = Outbox(
-            self.scope.get(RAW_SEND_KEY, self.base_send),
+            scope.get(RAW_SEND_KEY, self.base_send),
             settings.KAIWA_OUTBOUND_MAX_MESSAGES,
             settings.KAIWA_OUTBOUND_MAX_BYTES,
         )
@@ -185,14 +200,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
         with the other joins of the moment (kaiwa.chat.joins); a new room
         (4403 over the creator's cap, 4429 over his rate) or membership is
         written by the write thread."""
-        user = self.scope.get("user")  # set when the stack resolved it already
-        session = self.scope.get("session")
+        # The scope as ASGI has it, open to the keys Kaiwa's middleware adds.
+        scope: Mapping[str, Any] = self.scope
+        user = scope.get("user")  # set when a stack resolved it already (tests do)
+        session = scope.get("session")  # WebsocketAuthStack's SessionBase, or None
         self.session_key = session.session_key if session is not None else None
         self.admission = services.Admission(
             slug=slug,
-            user=user if user is not None and user.is_authenticated else None,
+            user=user if isinstance(user, User) else None,  # not AnonymousUser
             session=session,
-            token=self.scope.get(BEARER_TOKEN_KEY),
+            token=scope.get(BEARER_TOKEN_KEY),
         )
         self.user, room = await get_admitter().admit(self.admission)
         if room is None:  # a new public room: within its creator's budgets (4403, 4429)
@@ -209,7 +226,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.room_slug = room.slug
         if self.user is not None:
             self.user_id = self.user.pk
-            self.scope["user"] = self.user
+            # Channels' AuthMiddleware keeps a lazy user here; this stack a resolved one.
+            self.scope["user"] = self.user  # type: ignore[typeddict-item]
             self.username = self.user.username
             self.read_seq = room.read_seq or 0
         else:
@@ -451,7 +469,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.outbox.close()
         try:
             await asyncio.wait_for(self.close(code), CLOSE_TIMEOUT_SECONDS)
-        except Exception:
+        except Exception:  # noqa: BLE001 (timed out, or the transport is gone)
             logger.info("socket %s: close %d not sent", self.socket_id, code)
 
     async def disconnect(self, code: int) -> None:

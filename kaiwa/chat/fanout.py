@@ -55,10 +55,12 @@ from typing import Any, Protocol
 
 import orjson
 from asgiref.sync import async_to_sync
-from channels.layers import InMemoryChannelLayer, get_channel_layer
+from channels.layers import BaseChannelLayer, InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 from . import db, frames, loops
+from .models import Message
 from .selectors import room_event_range, room_last_seqs, room_snapshot
 
 logger = logging.getLogger(__name__)
@@ -77,7 +79,7 @@ SESSION_REVOKE = "session.revoke"
 RAW_SEND_KEY = "kaiwa.raw_send"
 
 
-def RawSendMiddleware(application: Any) -> Any:  # noqa: N802 (an ASGI middleware factory)
+def RawSendMiddleware(application: Any) -> Any:  # an ASGI middleware factory, named as one
     """Keep the server's ``send`` in the scope under RAW_SEND_KEY."""
 
     async def middleware(scope: dict[str, Any], receive: Any, send: Any) -> Any:
@@ -97,6 +99,15 @@ USER_EVENTS_BATCH_SECONDS = 0.02
 def room_group(slug: str) -> str:
     """The channel-layer group of a room's feeds: ``room.<slug>``."""
     return f"room.{slug}"
+
+
+def channel_layer() -> BaseChannelLayer:
+    """The default channel layer (CHANNEL_LAYERS: Kaiwa's settings always name
+    one); raises ImproperlyConfigured without it."""
+    layer = get_channel_layer()
+    if layer is None:
+        raise ImproperlyConfigured("CHANNEL_LAYERS has no default layer.")
+    return layer
 
 
 # One channel-layer group carries every user event (``read``) to every process,
@@ -161,7 +172,7 @@ class Outbox:
     ``put`` raises OutboxOverflow.
     """
 
-    __slots__ = ("send", "frames", "size", "limit_messages", "limit_bytes", "busy")
+    __slots__ = ("busy", "frames", "limit_bytes", "limit_messages", "send", "size")
 
     def __init__(
         self, send: Callable[[dict[str, Any]], Any], limit_messages: int, limit_bytes: int
@@ -189,7 +200,7 @@ class Outbox:
             yielded = coro.send(None)
         except StopIteration:
             return
-        except Exception:  # the socket is gone; its disconnect event follows
+        except Exception:  # noqa: BLE001 (the socket is gone; its disconnect event follows)
             return
         self.busy = asyncio.get_running_loop().create_task(self._drain(coro, yielded))
 
@@ -217,7 +228,7 @@ class Remembered:
     """One room event in a feed's memory: its seq, its frame, and for a
     message its id and whether it is live (not deleted)."""
 
-    __slots__ = ("seq", "frame", "kind", "message_id", "live")
+    __slots__ = ("frame", "kind", "live", "message_id", "seq")
 
     def __init__(self, seq: int, frame: str) -> None:
         data = orjson.loads(frame)
@@ -444,7 +455,7 @@ class Hub:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.layer = get_channel_layer()
+        self.layer = channel_layer()
         # An in-process layer reaches no other process: skip the round trip.
         self.remote = not isinstance(self.layer, InMemoryChannelLayer)
         self.feeds: dict[str, RoomFeed] = {}
@@ -468,7 +479,9 @@ class Hub:
 
     async def _channel(self) -> str:
         if self.channel_name is None:
-            self.channel_name = await self.layer.new_channel("kaiwa-hub.")
+            # Every layer takes a prefix (in-memory, channels_redis); the stubs'
+            # abstract BaseChannelLayer.new_channel has none.
+            self.channel_name = await self.layer.new_channel("kaiwa-hub.")  # type: ignore[call-arg]
             self._reader = self.loop.create_task(self._read())
         return self.channel_name
 
@@ -738,12 +751,12 @@ def _publish(hub_call: Callable[[Hub], None], group: str, event: dict[str, Any])
             hub.loop.call_soon_threadsafe(hub_call, hub, context=contextvars.Context())
         return
     try:
-        async_to_sync(get_channel_layer().group_send)(group, event)
+        async_to_sync(channel_layer().group_send)(group, event)
     except Exception:
         logger.exception("group_send to %s failed", group)
 
 
-def publish_message(message: Any, room_slug: str) -> None:
+def publish_message(message: Message, room_slug: str) -> None:
     """Broadcast a committed message to its room (called from ``on_commit``)."""
     frame = frames.message_frame(message, room_slug)
     seq = message.seq

@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from django.contrib.auth.models import User
+
 from . import db, loops, services
 from .models import Room
 from .writer import settle
@@ -27,7 +29,7 @@ class Admitter:
         self.queue: list[tuple[services.Admission, asyncio.Future[Any]]] = []
         self.task: asyncio.Task[None] | None = None
 
-    async def admit(self, admission: services.Admission) -> tuple[Any, Room | None]:
+    async def admit(self, admission: services.Admission) -> tuple[User | None, Room | None]:
         """Authenticate ``admission`` and check its room (its name already
         checked), in a batch (``services.room_admit_batch``): returns
         ``(user, room)``; raises its ChatError, or the database error of the
@@ -36,7 +38,7 @@ class Admitter:
         self.queue.append((admission, future))
         if self.task is None:
             self.task = self.loop.create_task(self._run())
-        return await future  # type: ignore[no-any-return]
+        return await future
 
     async def _run(self) -> None:
         try:
@@ -51,7 +53,7 @@ class Admitter:
         results: list[Any]
         try:
             results = await db.run_read(services.room_admit_batch, admissions=[a for a, _ in batch])
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (raised to every join of the batch by settle)
             results = [exc] * len(batch)
         for (_, future), result in zip(batch, results, strict=True):
             settle(future, result)  # a ChatError is raised to that join only

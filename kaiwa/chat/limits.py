@@ -44,7 +44,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import token_bucket
@@ -239,7 +239,7 @@ def user_socket_release(user_id: int | str) -> None:
 # --- connect rate per IP ---------------------------------------------------------------
 
 
-def client_ip(scope: dict) -> str | None:
+def client_ip(scope: Mapping[str, Any]) -> str | None:
     """The client address of an ASGI scope (``scope["client"][0]``), or None."""
     client = scope.get("client")
     return str(client[0]) if client else None
@@ -260,7 +260,7 @@ def retry_after_seconds() -> int:
     return max(1, math.ceil(1 / rate)) if rate > 0 else 1
 
 
-def ConnectRateLimit(application: ASGIApp) -> ASGIApp:  # noqa: N802 (wraps like Channels' own)
+def ConnectRateLimit(application: ASGIApp) -> ASGIApp:  # named like Channels' own wrappers
     """ASGI middleware for WebSocket handshakes: the per-IP connect rate.
 
     A handshake over the limit is refused with HTTP 429, ``Retry-After`` and a

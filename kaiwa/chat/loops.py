@@ -40,7 +40,7 @@ def loop_local(name: str, factory: Callable[[asyncio.AbstractEventLoop], T]) -> 
     found = state.get(name)
     if found is None:
         found = state[name] = factory(loop)
-    return found  # type: ignore[no-any-return]
+    return found
 
 
 def existing(name: str) -> Any | None:

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
@@ -18,16 +19,16 @@ ROOM_PAGE_DEFAULT = 200  # rooms per GET /api/rooms/ page without ?limit=
 ROOM_PAGE_MAX = 500
 
 
-def room_list_visible(*, user: Any) -> QuerySet[Room]:
+def room_list_visible(*, user: User) -> QuerySet[Room]:
     """Rooms ``user`` may see: every public room and the private rooms he is in."""
     return Room.objects.filter(Q(private=False) | Exists(_membership_of(user)))
 
 
-def _membership_of(user: Any) -> QuerySet[Membership]:
+def _membership_of(user: User) -> QuerySet[Membership]:
     return Membership.objects.filter(room=OuterRef("pk"), user=user)
 
 
-def room_list_listed(*, user: Any) -> QuerySet[Room]:
+def room_list_listed(*, user: User) -> QuerySet[Room]:
     """Rooms listed to ``user`` (``GET /api/rooms/``, the ``/chat/`` page):
     those he may see, less the direct messages nobody has written in yet
     that someone else opened. Opening a conversation tells its recipient
@@ -36,7 +37,7 @@ def room_list_listed(*, user: Any) -> QuerySet[Room]:
     return room_list_visible(user=user).exclude(unsaid)
 
 
-def room_page(*, user: Any, after: str | None, limit: int) -> tuple[list[Room], str | None]:
+def room_page(*, user: User, after: str | None, limit: int) -> tuple[list[Room], str | None]:
     """Up to ``limit`` rooms listed to ``user`` (``room_list_listed``) with a
     slug after ``after`` (None: from the first), in slug order, and the
     cursor of the next page: the last slug returned, None on the last page.
@@ -48,14 +49,14 @@ def room_page(*, user: Any, after: str | None, limit: int) -> tuple[list[Room], 
     return page[:limit], page[limit - 1].slug if len(page) > limit else None
 
 
-def room_list_index(*, user: Any) -> QuerySet[Room]:
+def room_list_index(*, user: User) -> QuerySet[Room]:
     """Rooms listed to ``user`` with ``mine`` (bool: he is a member), his
     first, then by slug: what the ``/chat/`` page pages through."""
     rooms = room_list_listed(user=user).annotate(mine=Exists(_membership_of(user)))
     return rooms.order_by("-mine", "slug")
 
 
-def room_get_visible(*, user: Any, slug: str) -> Room:
+def room_get_visible(*, user: User, slug: str) -> Room:
     """The room ``slug`` if ``user`` may see it.
 
     Raises RoomNotFound for a bad name, an unknown room, and a private room
@@ -68,7 +69,7 @@ def room_get_visible(*, user: Any, slug: str) -> Room:
     return room
 
 
-def message_get_visible(*, user: Any, message_id: Any) -> Message:
+def message_get_visible(*, user: User, message_id: object) -> Message:
     """The message ``message_id`` (deleted ones included) if ``user`` may see
     its room; raises MessageNotFound otherwise, alike for an unknown id and
     a message of a private room he is not in."""

@@ -8,10 +8,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
+from django.contrib.sessions.backends.base import SessionBase
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
@@ -35,7 +36,7 @@ from .models import DM_PREFIX, Membership, Message, MessageVersion, Reaction, Ro
 from .validators import room_slug_check
 
 
-def room_join(*, user: Any, slug: str) -> Room:
+def room_join(*, user: User | None, slug: str) -> Room:
     """Admit ``user`` (a User, or None for a guest) to the room ``slug``.
 
     A public room is created on first join, as in the Channels tutorial, and
@@ -60,7 +61,7 @@ def room_join(*, user: Any, slug: str) -> Room:
     return room
 
 
-def room_admit(*, user: Any, slug: str) -> Room | None:
+def room_admit(*, user: User | None, slug: str) -> Room | None:
     """The read-only half of ``room_join``: may ``user`` (None for a guest) enter ``slug``?
 
     Returns the Room with ``read_seq``: the user's read position, None when
@@ -133,8 +134,8 @@ class Admission:
     authenticated ``user``, or the scope's ``session`` and Bearer ``token``."""
 
     slug: str
-    user: Any = None
-    session: Any = None
+    user: User | None = None
+    session: SessionBase | None = None
     token: str | None = None
 
 
@@ -143,7 +144,7 @@ ADMIT_BATCH_MAX = 500  # handshakes per call: 2 parameters each in one statement
 
 def room_admit_batch(
     *, admissions: Sequence[Admission]
-) -> list[tuple[Any, Room | None] | ChatError]:
+) -> list[tuple[User | None, Room | None] | ChatError]:
     """Authenticate WebSocket handshakes and check they may enter their
     rooms, reading only, all at once, in order.
 
@@ -157,7 +158,7 @@ def room_admit_batch(
     Names must be checked already (``room_slug_check``). Database errors
     propagate.
     """
-    users: list[Any] = []
+    users: list[User | None] = []
     for admission in admissions:
         user = admission.user
         if user is None and admission.session is not None:
@@ -165,13 +166,14 @@ def room_admit_batch(
         users.append(user)
     wanted = [a.token for a, u in zip(admissions, users, strict=True) if u is None and a.token]
     by_token = token_users_get(keys=wanted)
-    pairs = []
+    pairs: list[tuple[str, int | None]] = []
     for i, admission in enumerate(admissions):
         if users[i] is None and admission.token:
             users[i] = by_token.get(admission.token)
-        pairs.append((admission.slug, users[i].pk if users[i] is not None else None))
+        user = users[i]
+        pairs.append((admission.slug, user.pk if user is not None else None))
     rooms = _rooms_with_read_seq(pairs=pairs)
-    results: list[tuple[Any, Room | None] | ChatError] = []
+    results: list[tuple[User | None, Room | None] | ChatError] = []
     for (slug, user_id), user in zip(pairs, users, strict=True):
         if user is None and not settings.KAIWA_ALLOW_GUESTS:
             results.append(NotAuthenticated("Log in, or send a Bearer token."))
@@ -310,7 +312,7 @@ def text_storable_check(*, value: str, name: str) -> str:
     return value
 
 
-def message_text_check(*, text: Any) -> str:
+def message_text_check(*, text: object) -> str:
     """Return ``text`` if it is a str of 1 to KAIWA_MAX_MESSAGE_CHARS storable characters.
 
     Raises MessageInvalid with code ``bad_frame`` (not a string, empty, a NUL
@@ -324,7 +326,7 @@ def message_text_check(*, text: Any) -> str:
     return text_storable_check(value=text, name="message")
 
 
-def client_id_check(*, client_id: Any) -> str | None:
+def client_id_check(*, client_id: object) -> str | None:
     """Return ``client_id`` (None, or a str of 1 to 64 storable characters); raises MessageInvalid."""
     if client_id is None:
         return None
@@ -339,14 +341,14 @@ class Post:
     (message_text_check, client_id_check); ``user`` None for a guest."""
 
     room: Room
-    user: Any
+    user: User | None
     username: str
     text: str
     client_id: str | None = None
 
 
 def message_create(
-    *, room: Room, user: Any, username: str, text: Any, client_id: Any = None
+    *, room: Room, user: User | None, username: str, text: object, client_id: object = None
 ) -> tuple[Message, bool]:
     """Store a message in ``room`` with the next ``seq`` and broadcast it on commit.
 
@@ -454,7 +456,7 @@ def _posts_refused(posts: Sequence[Post]) -> dict[int, ChatError]:
     return refused
 
 
-def _messages_by_client_id(posts: Sequence[Post]) -> dict[tuple[int, str, str | None], Any]:
+def _messages_by_client_id(posts: Sequence[Post]) -> dict[tuple[int, str, str | None], Message]:
     keyed = [p for p in posts if p.client_id is not None]
     if not keyed:
         return {}
@@ -513,14 +515,14 @@ def _room_seqs_advance(counts: dict[int, int]) -> dict[int, int]:
         return dict(cursor.fetchall())
 
 
-def read_seq_check(*, seq: Any) -> int:
+def read_seq_check(*, seq: object) -> int:
     """Return ``seq`` if it is a non-negative int; raises MessageInvalid."""
     if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
         raise MessageInvalid("'seq' must be a non-negative integer.")
     return seq
 
 
-def membership_read(*, room: Room, user: Any, seq: Any, origin: str | None = None) -> int:
+def membership_read(*, room: Room, user: User, seq: object, origin: str | None = None) -> int:
     """Move ``user``'s read position in ``room`` up to ``seq`` (it never moves back).
 
     Tells the user's connections but ``origin`` (a socket id) with a ``read``
@@ -569,7 +571,7 @@ def membership_read_batch(*, positions: dict[tuple[int, int], int]) -> None:
             )
 
 
-def dm_open(*, user: Any, other_username: Any) -> tuple[Room, bool]:
+def dm_open(*, user: User, other_username: object) -> tuple[Room, bool]:
     """The private room of ``user`` and the user named ``other_username``.
 
     The same room every time, whoever opens it: slug ``dm-<low id>-<high id>``,
@@ -609,7 +611,7 @@ def dm_open(*, user: Any, other_username: Any) -> tuple[Room, bool]:
 # --- room events: edit, delete, react (PROTOCOL.md version 2) ---------------------------
 
 
-def emoji_check(*, emoji: Any) -> str:
+def emoji_check(*, emoji: object) -> str:
     """Return ``emoji`` if it is 1 to 32 characters without whitespace
     (PROTOCOL.md section 2); raises MessageInvalid (``bad_frame``)."""
     if not isinstance(emoji, str) or not 1 <= len(emoji) <= 32 or any(c.isspace() for c in emoji):
@@ -617,7 +619,7 @@ def emoji_check(*, emoji: Any) -> str:
     return text_storable_check(value=emoji, name="emoji")
 
 
-def message_id_check(*, message_id: Any) -> int:
+def message_id_check(*, message_id: object) -> int:
     """The message id of a frame or URL. Raises MessageInvalid (``bad_frame``)
     when it is missing or not a string or integer, MessageNotFound
     (``not_found``) for one that cannot name a message (not digits)."""
@@ -647,7 +649,7 @@ def _room_seqs_lock(room_ids: list[int]) -> None:
     list(Room.objects.select_for_update().filter(pk__in=room_ids).order_by("pk").values_list("pk"))
 
 
-def _access_check(*, room: Room, user: Any) -> None:
+def _access_check(*, room: Room, user: User | None) -> None:
     """Raises NotAuthenticated for an inactive user, RoomForbidden when
     ``room`` is private and ``user`` not a member (checked in the transaction,
     as ``_posts_refused`` does for posts)."""
@@ -669,7 +671,7 @@ def _event_store(
     return event
 
 
-def message_edit(*, room: Room, user: Any, message_id: Any, text: Any) -> RoomEvent:
+def message_edit(*, room: Room, user: User | None, message_id: object, text: object) -> RoomEvent:
     """Replace the text of ``user``'s message ``message_id`` in ``room``: a
     room event with the room's next seq (PROTOCOL.md ``edit``), the former
     text kept as a ``MessageVersion``. Only the author may edit, within
@@ -706,7 +708,7 @@ def message_edit(*, room: Room, user: Any, message_id: Any, text: Any) -> RoomEv
     return event
 
 
-def message_delete(*, room: Room, user: Any, message_id: Any) -> RoomEvent:
+def message_delete(*, room: Room, user: User | None, message_id: object) -> RoomEvent:
     """Delete message ``message_id`` of ``room``: its author, or staff, may.
     The row stays as a tombstone (text emptied) and the deletion is a room
     event with the room's next seq; the texts of its edit events and former
@@ -735,7 +737,7 @@ def message_delete(*, room: Room, user: Any, message_id: Any) -> RoomEvent:
 
 
 def reaction_set(
-    *, room: Room, user: Any, message_id: Any, emoji: Any, on: Any
+    *, room: Room, user: User | None, message_id: object, emoji: object, on: object
 ) -> RoomEvent | None:
     """Add (``on`` true) or remove ``user``'s reaction ``emoji`` to message
     ``message_id`` of ``room``: a room event with the room's next seq, or None

@@ -18,10 +18,12 @@ from functools import partial
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.contrib.auth.signals import user_logged_out
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save, pre_delete
 from django.dispatch import receiver
+from django.http import HttpRequest
 
 from kaiwa.accounts.models import ApiToken
 
@@ -33,35 +35,43 @@ ACCESS_FIELDS = frozenset({"password", "is_active"})
 
 
 @receiver(pre_delete, sender=Message, dispatch_uid="kaiwa.chat.message_forget")
-def message_forget_on_delete(sender: Any, instance: Message, **kwargs: Any) -> None:
+def message_forget_on_delete(sender: type[Message], instance: Message, **kwargs: Any) -> None:
     """Queue ``fanout.publish_forget`` for the deleted message's room and seq."""
     slug = instance.room.slug  # read now: on a room's cascade the row goes first
     transaction.on_commit(partial(fanout.publish_forget, slug, instance.seq))
 
 
 @receiver(pre_delete, sender=Membership, dispatch_uid="kaiwa.chat.membership_revoke")
-def membership_revoke_on_delete(sender: Any, instance: Membership, **kwargs: Any) -> None:
+def membership_revoke_on_delete(
+    sender: type[Membership], instance: Membership, **kwargs: Any
+) -> None:
     """The user's sockets in that room re-check their access (4403 if private)."""
     slug = instance.room.slug
     transaction.on_commit(partial(fanout.publish_room_revalidate, slug, instance.user_id))
 
 
 @receiver(post_save, sender=Room, dispatch_uid="kaiwa.chat.room_private")
-def room_revalidate_on_private(sender: Any, instance: Room, created: bool, **kwargs: Any) -> None:
+def room_revalidate_on_private(
+    sender: type[Room], instance: Room, created: bool, **kwargs: Any
+) -> None:
     """A private room saved (perhaps just made private): its sockets re-check (4403)."""
     if instance.private and not created:
         transaction.on_commit(partial(fanout.publish_room_revalidate, instance.slug))
 
 
 @receiver(pre_delete, sender=Room, dispatch_uid="kaiwa.chat.room_delete")
-def room_revalidate_on_delete(sender: Any, instance: Room, **kwargs: Any) -> None:
+def room_revalidate_on_delete(sender: type[Room], instance: Room, **kwargs: Any) -> None:
     """A room deleted: its sockets re-check and close (4404)."""
     transaction.on_commit(partial(fanout.publish_room_revalidate, instance.slug))
 
 
 @receiver(post_save, sender=settings.AUTH_USER_MODEL, dispatch_uid="kaiwa.chat.user_access")
 def user_revalidate_on_save(
-    sender: Any, instance: Any, created: bool, update_fields: Any = None, **kwargs: Any
+    sender: type[User],
+    instance: User,
+    created: bool,
+    update_fields: frozenset[str] | None = None,
+    **kwargs: Any,
 ) -> None:
     """A user saved with a new password or active flag: his sockets re-check
     (a deactivated user's close with 4401, and so do those whose session a
@@ -72,19 +82,21 @@ def user_revalidate_on_save(
 
 
 @receiver(post_delete, sender=settings.AUTH_USER_MODEL, dispatch_uid="kaiwa.chat.user_delete")
-def user_revalidate_on_delete(sender: Any, instance: Any, **kwargs: Any) -> None:
+def user_revalidate_on_delete(sender: type[User], instance: User, **kwargs: Any) -> None:
     """A user deleted: his sockets close (4401)."""
     transaction.on_commit(partial(fanout.publish_user_revalidate, instance.pk))
 
 
 @receiver(post_delete, sender=ApiToken, dispatch_uid="kaiwa.chat.token_delete")
-def token_revalidate_on_delete(sender: Any, instance: ApiToken, **kwargs: Any) -> None:
+def token_revalidate_on_delete(sender: type[ApiToken], instance: ApiToken, **kwargs: Any) -> None:
     """An API token deleted: the sockets signed in with it close (4401)."""
     transaction.on_commit(partial(fanout.publish_user_revalidate, instance.user_id))
 
 
 @receiver(user_logged_out, dispatch_uid="kaiwa.chat.session_revoke")
-def session_revoke_on_logout(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
+def session_revoke_on_logout(
+    sender: type[User | None], request: HttpRequest | None, user: User | None, **kwargs: Any
+) -> None:
     """A logout: the sockets of that session close (4401), on every process."""
     key = getattr(getattr(request, "session", None), "session_key", None)
     if user is not None and key:

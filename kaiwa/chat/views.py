@@ -2,8 +2,10 @@
 
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import render
+
+from kaiwa.requests import AuthenticatedHttpRequest
 
 from . import selectors
 from .errors import RoomNotFound
@@ -14,7 +16,7 @@ INDEX_PAGE_ROOMS = 50  # rooms per /chat/ page
 
 
 @login_required
-def index(request: HttpRequest) -> HttpResponse:
+def index(request: AuthenticatedHttpRequest) -> HttpResponse:
     """Your rooms first, then the other public rooms, INDEX_PAGE_ROOMS a page
     (``?page=``): a page stays small however many rooms exist."""
     rooms = selectors.room_list_index(user=request.user)
@@ -23,7 +25,7 @@ def index(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def room(request: HttpRequest, room_name: str) -> HttpResponse:
+def room(request: AuthenticatedHttpRequest, room_name: str) -> HttpResponse:
     """The page of room ``room_name``, alike for a name that is free and for a
     private room you are not in (its socket is then refused with 4403), so
     that the page tells nothing of which rooms exist. A ``dm-`` name you are

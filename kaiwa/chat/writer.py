@@ -66,7 +66,7 @@ class MessageWriter:
         future: asyncio.Future[Any] = self.loop.create_future()
         self.rooms.append((services.RoomRequest(slug=slug, creator=creator), future))
         self._wake()
-        return await future  # type: ignore[no-any-return]
+        return await future
 
     async def add_member(self, room_id: int, user_id: int) -> None:
         """Make user ``user_id`` a member of room ``room_id``; returns once
@@ -113,7 +113,7 @@ class MessageWriter:
             results = await db.run_write(
                 services.room_create_batch, requests=[request for request, _ in rooms]
             )
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (raised to every waiter by settle)
             results = [exc] * len(rooms)
         for (_, future), result in zip(rooms, results, strict=True):
             settle(future, result)  # a ChatError: this creator was refused
@@ -124,7 +124,7 @@ class MessageWriter:
         outcome: Exception | None = None
         try:
             await db.run_write(services.membership_create_batch, pairs=[pair for pair, _ in joins])
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (raised to every waiter by settle)
             outcome = exc
         for _, future in joins:
             settle(future, outcome)
@@ -140,7 +140,7 @@ class MessageWriter:
             for item in batch:
                 await self._store_one(store, item)
             return
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (raised to every waiter by settle)
             for _, future in batch:
                 settle(future, exc)
             return
@@ -151,7 +151,7 @@ class MessageWriter:
         post, future = item
         try:
             (result,) = await store(posts=[post])
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (raised to the waiter by settle)
             result = exc
         settle(future, result)
 

@@ -8,12 +8,13 @@ from django.db import transaction
 from django.dispatch import receiver
 
 from kaiwa.chat.events import message_edited, message_stored
+from kaiwa.chat.models import Message
 
 from . import selectors, services, tasks
 
 
 @receiver(message_stored, dispatch_uid="kaiwa.notifications.missed_messages")
-def missed_messages_on_store(sender: Any, message: Any, **kwargs: Any) -> None:
+def missed_messages_on_store(sender: type[Message], message: Message, **kwargs: Any) -> None:
     """Write the missed-message rows of a new mention or DM in its transaction,
     and on commit schedule each recipient's wake-up at the rows' due time."""
     for row in services.missed_messages_queue(message=message):
@@ -26,7 +27,9 @@ def missed_messages_on_store(sender: Any, message: Any, **kwargs: Any) -> None:
 
 
 @receiver(message_edited, dispatch_uid="kaiwa.notifications.missed_messages_edit")
-def missed_messages_on_edit(sender: Any, message: Any, old_text: str, **kwargs: Any) -> None:
+def missed_messages_on_edit(
+    sender: type[Message], message: Message, old_text: str, **kwargs: Any
+) -> None:
     """A mention added by an edit notifies as a new mention would; who the
     former text notified already is not notified again."""
     former = copy.copy(message)

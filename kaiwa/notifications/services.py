@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
 from django.template.loader import render_to_string
@@ -118,7 +119,7 @@ def missed_message_email_send(
         return _missed_message_email_deliver(user=user, rows=keep)
 
 
-def _missed_messages_recheck(*, user: Any, rows: list[MissedMessage]) -> list[MissedMessage]:
+def _missed_messages_recheck(*, user: User, rows: list[MissedMessage]) -> list[MissedMessage]:
     """Mark skipped the rows the user need not hear about any more; return the rest.
 
     Each kept row has ``message`` loaded (with its room).
@@ -144,7 +145,7 @@ def _missed_messages_recheck(*, user: Any, rows: list[MissedMessage]) -> list[Mi
     return keep
 
 
-def _skip_reason(*, user: Any, message: Message | None, read_seq: int | None) -> str:
+def _skip_reason(*, user: User, message: Message | None, read_seq: int | None) -> str:
     """Why a row must not be emailed any more ('' when it must)."""
     if not user.is_active:
         return MissedMessage.Skip.INACTIVE
@@ -171,7 +172,7 @@ def _missed_messages_mark(
 
 
 def _missed_message_email_deliver(
-    *, user: Any, rows: list[MissedMessage]
+    *, user: User, rows: list[MissedMessage]
 ) -> MissedMessageEmail | None:
     """Build, record and send the email listing ``rows``; mark them sent (or refused)."""
     email = missed_message_email_build(user=user, rows=rows)
@@ -215,7 +216,7 @@ def _missed_message_email_refused(*, record: MissedMessageEmail, rows: list[Miss
     _missed_messages_mark(rows=rows, state=MissedMessage.State.SKIPPED)
 
 
-def missed_message_email_build(*, user: Any, rows: list[MissedMessage]) -> EmailMultiAlternatives:
+def missed_message_email_build(*, user: User, rows: list[MissedMessage]) -> EmailMultiAlternatives:
     """The email listing ``rows`` (each with ``message`` and its room loaded), grouped by room.
 
     Subject, text and HTML bodies come from the templates
