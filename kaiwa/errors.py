@@ -15,5 +15,19 @@ class KaiwaExceptionReporterFilter(SafeExceptionReporterFilter):
     list of exceptions."""
 
     hidden_settings = re.compile(
-        "API|TOKEN|KEY|SECRET|PASS|SIGNATURE|HTTP_COOKIE|URLS?$|BROKER", flags=re.IGNORECASE
+        "API|TOKEN|KEY|SECRET|PASS|SIGNATURE|HTTP_COOKIE|AUTHORIZATION|URLS?$|BROKER",
+        flags=re.IGNORECASE,
     )
+
+    def cleanse_setting(self, key: object, value: object) -> object:
+        """Django's cleansing, then the password of any URL left in a value
+        (``CACHES["default"]["LOCATION"]``, ``CHANNEL_LAYERS ... hosts``:
+        settings whose names say nothing of the secret they carry)."""
+        cleansed = super().cleanse_setting(key, value)
+        if type(cleansed) is str:  # not a lazy object, which only looks like one
+            return URL_PASSWORD.sub(r"\1" + self.cleansed_substitute + "@", cleansed)
+        return cleansed
+
+
+# scheme://user:password@ (the user may be empty: redis://:password@host)
+URL_PASSWORD = re.compile(r"(\b[a-zA-Z][\w+.-]*://[^/@\s:]*:)[^@/\s]*@")

@@ -51,9 +51,36 @@ def has_lone_surrogate(value: object) -> bool:
     return False
 
 
+def has_nul(value: Any) -> bool:
+    """Whether any string in the JSON value ``value`` (keys included) holds a
+    NUL character (U+0000), which PostgreSQL cannot store in any text column."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+class UnstorableText(APIException):
+    """400 ``bad_frame``: a string of the body holds a NUL character."""
+
+    status_code = 400
+    default_detail = "The body holds a NUL character (U+0000), which cannot be stored."
+    default_code = "invalid"
+
+
 class StrictJSONParser(JSONParser):
     """DRF's JSON parser, answering ParseError (400, ``bad_json``) instead of
-    a 500 for bodies nested too deeply or holding lone surrogates."""
+    a 500 for bodies nested too deeply or holding lone surrogates, and
+    UnstorableText (400, ``bad_frame``, as the WebSocket answers it) for a
+    NUL character anywhere, before any view or database sees it."""
 
     def parse(
         self,
@@ -67,6 +94,8 @@ class StrictJSONParser(JSONParser):
             raise ParseError("The JSON body is nested too deeply.") from exc
         if has_lone_surrogate(data):
             raise ParseError("The JSON body holds a lone surrogate: it is not Unicode text.")
+        if has_nul(data):
+            raise UnstorableText()
         return data
 
 

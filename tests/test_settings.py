@@ -139,3 +139,19 @@ def test_error_reports_mask_url_shaped_secrets(rf, settings):
     for secret in ("db-password", "redis-password", "mail-password", "broker-password"):
         assert secret not in shown
     assert "DATABASE_URL" in shown  # named, with its value masked
+
+
+def test_error_reports_mask_passwords_inside_other_settings(rf, settings):
+    from django.views.debug import get_default_exception_reporter_filter
+
+    url = "redis://:redis-password@redis:6379/0"
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache", "LOCATION": url}
+    }
+    settings.CHANNEL_LAYERS = {"default": {"CONFIG": {"hosts": [url]}}}
+    reporter = get_default_exception_reporter_filter()
+    shown = str(reporter.get_safe_settings())
+    assert "redis-password" not in shown
+    assert "redis://:********************@redis:6379/0" in shown  # the rest still helps
+    request = rf.get("/", HTTP_AUTHORIZATION="Bearer secret-token-value")
+    assert "secret-token-value" not in str(reporter.get_safe_request_meta(request))

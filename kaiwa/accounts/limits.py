@@ -13,7 +13,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django_ratelimit.core import is_ratelimited
 
 # URL names whose POST is a sign-in attempt or sends a password-reset email.
-SIGNIN_VIEWS = frozenset({"login", "admin:login", "api-token", "password_reset"})
+# Sign-ups count too: each new account would bring its own budgets.
+SIGNIN_VIEWS = frozenset({"login", "admin:login", "api-token", "password_reset", "signup"})
 
 
 def too_many(request: HttpRequest, detail: str) -> HttpResponse:
@@ -26,8 +27,9 @@ def too_many(request: HttpRequest, detail: str) -> HttpResponse:
 class SignInRateLimit:
     """Django middleware: at most KAIWA_SIGNIN_RATE_PER_IP sign-in POSTs
     (django-ratelimit's ``"<n>/<s|m|h|d>"``, default ``30/m``) per client IP
-    across the login page, the admin login, ``POST /api/auth/token`` and the
-    password-reset form; above it, 429 without checking any password."""
+    across the login page, the admin login, ``POST /api/auth/token``, the
+    password-reset form and the sign-up form; above it, 429 without checking
+    any password or making any account."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response

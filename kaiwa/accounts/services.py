@@ -64,7 +64,7 @@ def token_create_batch(*, users: Sequence[User], name: str = "") -> dict[int, st
 def token_revoke(*, user: User, public_id: str) -> bool:
     """Delete ``user``'s token whose ``ApiToken.public_id`` is ``public_id``;
     False when he has none such. Sockets signed in with it close (4401)."""
-    if len(public_id) != 16:
+    if len(public_id) != 16 or any(c not in "0123456789abcdef" for c in public_id):
         return False
     deleted, _ = ApiToken.objects.filter(user=user, digest__startswith=public_id).delete()
     return deleted > 0

@@ -124,7 +124,8 @@ def tokens(request: AuthenticatedHttpRequest) -> HttpResponse:
         if "revoke" in request.POST:
             token_revoke(user=request.user, public_id=request.POST["revoke"])
             return redirect("tokens")
-        name = request.POST.get("name", "").strip()[:100]
+        # A NUL cannot be stored (PostgreSQL): dropped, as Django's forms refuse it.
+        name = request.POST.get("name", "").replace("\x00", "").strip()[:100]
         if name:
             created = token_create(user=request.user, name=name)[1]
     listed = ApiToken.objects.filter(user=request.user)

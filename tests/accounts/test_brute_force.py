@@ -78,3 +78,13 @@ def test_password_reset_emails_are_limited_per_address(alice):
         answer = client.post("/accounts/password_reset/", {"email": alice.email.upper()})
         assert answer.status_code == 302  # the same answer whether sent or not
     assert len(mail.outbox) == 3
+
+
+def test_sign_ups_count_against_the_ip_budget(settings, db):
+    settings.KAIWA_SIGNIN_RATE_PER_IP = "2/m"
+    client = Client()
+    for name in ("newbie1", "newbie2"):
+        form = {"username": name, "password1": "a-Long-pass-123", "password2": "a-Long-pass-123"}
+        assert Client().post("/accounts/signup/", form).status_code == 302
+    form = {"username": "newbie3", "password1": "a-Long-pass-123", "password2": "a-Long-pass-123"}
+    assert client.post("/accounts/signup/", form).status_code == 429

@@ -167,3 +167,40 @@ def test_users_without_tokens_see_none(db):
     client = Client()
     client.force_login(carol)
     assert client.get("/api/tokens/").json() == {"tokens": []}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "code"),
+    [
+        # The token endpoint answers any body it cannot use with bad_request.
+        ("post", "/api/auth/token", '{"username": "al\\u0000ice", "password": "x"}', "bad_request"),
+        ("post", "/api/tokens/", '{"name": "bot\\u0000"}', "bad_frame"),
+        ("post", "/api/dms/", '{"username": "bo\\u0000b"}', "bad_frame"),
+        (
+            "post",
+            "/api/rooms/lobby/messages/",
+            '{"message": "a", "client_id": "c\\u0000"}',
+            "bad_frame",
+        ),
+    ],
+)
+def test_a_nul_character_anywhere_in_a_rest_body_is_refused(alice, method, path, body, code):
+    # PostgreSQL stores no NUL: these answered 500 (or a misleading 503) there.
+    client = Client()
+    client.force_login(alice)
+    answer = getattr(client, method)(path, body, content_type="application/json")
+    assert answer.status_code == 400
+    assert answer.json()["code"] == code
+
+
+def test_odd_token_ids_are_simply_not_found(alice):
+    client = Client()
+    client.force_login(alice)
+    assert (
+        client.delete("/api/tokens/%00%00%00%00%00%00%00%00%00%00%00%00%00%00%00%00").status_code
+        == 404
+    )
+    page = client.post("/accounts/tokens/", {"revoke": "\x00" * 16, "name": ""})
+    assert page.status_code == 302
+    named = client.post("/accounts/tokens/", {"name": "b\x00ot"})
+    assert named.status_code == 200 and ApiToken.objects.get(user=alice).name == "bot"
