@@ -12,8 +12,8 @@ import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from tests.e2e.wsclient import Client, Rest, check_message_frame, room_name
 from tests.kaiwa_process import KaiwaServer, create_users, manage, password, services_env
+from tests.wsclient import Client, Rest, check_message_frame, room_name
 
 pytestmark = [pytest.mark.e2e, pytest.mark.services]
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
-import json
 import os
 import signal
 import subprocess
@@ -18,9 +17,9 @@ from typing import Any
 
 import httpx
 from aiosmtpd.controller import Controller
-from websockets.sync.client import connect
 
 from tests.kaiwa_process import KAIWA, KaiwaServer, free_port
+from tests.wsclient import joined_sync
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -161,15 +160,8 @@ class User:
 
     def join(self, room: str) -> None:
         """Join ``room`` over WebSocket (a member from then on), then go away."""
-        headers = {"Authorization": f"Bearer {self.token}"}
-        with connect(
-            f"{self.server.ws}/ws/chat/{room}/",
-            additional_headers=headers,
-            open_timeout=10,
-            proxy=None,
-        ) as ws:
-            while json.loads(ws.recv(timeout=10))["type"] != "ready":
-                pass
+        with joined_sync(self.server, room, token=self.token):
+            pass
 
     def say(self, room: str, text: str) -> dict[str, Any]:
         answer = self.http.post(f"/api/rooms/{room}/messages/", json={"message": text})

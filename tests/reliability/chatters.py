@@ -24,8 +24,8 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from tests.e2e.wsclient import Rest, bearer
 from tests.kaiwa_process import KaiwaServer
+from tests.wsclient import Rest, bearer
 
 RECV_TIMEOUT = 45.0  # seconds without any frame before a chatter gives up
 READ_INTERVAL_SECONDS = 1.0  # the page's read throttle (room.js)

@@ -18,17 +18,18 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.kaiwa_process import KaiwaServer, manage, services_env
 from tests.reliability.faults import rss_kib
+from tests.wsclient import Client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.services, pytest.mark.faults]
 
 CLIENTS = 2000
 USERS = 200
 ROOMS = 20
+WAIT_SECONDS = 120  # for a handshake, then for its ready, in the storm
 
 
 def raise_open_files(needed: int) -> None:
@@ -62,34 +63,24 @@ def storm(postgres_url, redis_url, tmp_path_factory) -> Iterator[tuple[KaiwaServ
     server.stop()
 
 
-async def join(
-    server: KaiwaServer, i: int, token: str, room: str
-) -> tuple[str, ClientConnection | None]:
-    """Open client ``i``: ("ready", ws) or (what went wrong, None)."""
-    headers = {
-        "Authorization": f"Bearer {token}",
-        "X-Forwarded-For": f"10.{i // 65536}.{i // 256 % 256}.{i % 256}",  # never contacted
-    }
+async def join(server: KaiwaServer, i: int, token: str, room: str) -> tuple[str, Client | None]:
+    """Open client ``i``: ("ready", client) or (what went wrong, None)."""
+    address = f"10.{i // 65536}.{i // 256 % 256}.{i % 256}"  # never contacted
     try:
-        ws = await connect(
-            f"{server.ws}/ws/chat/{room}/",
-            additional_headers=headers,
-            proxy=None,
-            open_timeout=120,
-            close_timeout=5,
+        client = await Client.open(
+            server, room, token=token, headers={"X-Forwarded-For": address}, timeout=WAIT_SECONDS
         )
     except InvalidStatus as refused:
         return f"http {refused.response.status_code}", None
     except (OSError, TimeoutError) as exc:
         return type(exc).__name__, None
     try:
-        while json.loads(await asyncio.wait_for(ws.recv(), 120))["type"] != "ready":
-            pass
+        await client.until_ready(timeout=WAIT_SECONDS)
     except ConnectionClosed as closed:
         return f"close {closed.rcvd.code if closed.rcvd else None}", None
     except TimeoutError:
         return "no ready", None
-    return "ready", ws
+    return "ready", client
 
 
 async def test_2000_clients_connecting_at_once_all_get_ready(storm):
@@ -100,7 +91,7 @@ async def test_2000_clients_connecting_at_once_all_get_ready(storm):
     started = time.monotonic()
     ready_at: list[float] = []
 
-    async def one(i: int) -> tuple[str, ClientConnection | None]:
+    async def one(i: int) -> tuple[str, Client | None]:
         outcome = await join(server, i, tokens[i % USERS], f"{prefix}-{i % ROOMS}")
         ready_at.append(time.monotonic() - started)
         return outcome
@@ -108,18 +99,18 @@ async def test_2000_clients_connecting_at_once_all_get_ready(storm):
     results = await asyncio.gather(*(one(i) for i in range(CLIENTS)))
     elapsed = time.monotonic() - started
     outcomes = Counter(outcome for outcome, _ in results)
-    sockets = [ws for _, ws in results if ws is not None]
+    sockets = [client for _, client in results if client is not None]
     after = rss_kib(server.proc.pid)
     try:
         # Every socket works: one message per room reaches its 100 members.
         for r in range(ROOMS):
-            await sockets[r].send(json.dumps({"message": "after the storm"}))
+            await sockets[r].say("after the storm")
         delivered = 0
-        for ws in sockets:
-            frame = json.loads(await asyncio.wait_for(ws.recv(), 60))
+        for client in sockets:
+            frame = await client.recv(timeout=60)
             delivered += frame["type"] == "message" and frame["message"] == "after the storm"
     finally:
-        await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+        await asyncio.gather(*(client.close() for client in sockets), return_exceptions=True)
     ready_at.sort()
     log = server.log_path.read_text(errors="replace")
     print(

@@ -27,10 +27,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from tests.e2e.wsclient import Rest, room_name
 from tests.kaiwa_process import KaiwaServer, base_env, create_users, manage, services_env
 from tests.reliability.chatters import Outcome, Progress, check_outcome, make_chatters
 from tests.reliability.faults import RedisServer, TcpProxy, wait_for_port
+from tests.wsclient import Rest, room_name
 
 pytestmark = [pytest.mark.e2e, pytest.mark.services, pytest.mark.faults]
 

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.e2e.wsclient import Client, Rest, room_name
 from tests.kaiwa_process import KaiwaServer, base_env, create_users
+from tests.wsclient import Client, Rest, room_name
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
 

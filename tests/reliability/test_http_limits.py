@@ -15,10 +15,9 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from websockets.sync.client import connect
 
-from tests.e2e.wsclient import room_name
 from tests.kaiwa_process import KaiwaServer, base_env, create_users
+from tests.wsclient import joined_sync, room_name
 
 pytestmark = pytest.mark.e2e
 
@@ -127,14 +126,7 @@ def test_it_keeps_requests_and_websockets_open_past_the_timeout(server):
     silent = open_connection(server)
     start = time.monotonic()
     keep_alive = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    with connect(
-        f"{server.ws}/ws/chat/{room_name('limits')}/",
-        additional_headers={"Authorization": f"Bearer {token}"},
-        proxy=None,
-        open_timeout=10,
-    ) as ws:
-        while json.loads(ws.recv(timeout=10))["type"] != "ready":
-            pass
+    with joined_sync(server, room_name("limits"), token=token) as ws:
         keep_alive.request("GET", "/accounts/login/", headers={"X-Pad": "a" * 32 * 1024})
         assert keep_alive.getresponse().read() and keep_alive.sock is not None
         first_socket = keep_alive.sock

@@ -20,12 +20,12 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from tests.e2e.wsclient import Client, bearer, room_name
 from tests.kaiwa_process import KaiwaServer, base_env, create_users
 from tests.reliability.faults import rss_kib
+from tests.wsclient import Client, room_name
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
 
@@ -76,19 +76,9 @@ async def open_slow_reader(server: KaiwaServer, room: str, token: str) -> Client
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.setblocking(False)
     await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.port))
-    ws = await connect(
-        f"{server.ws}/ws/chat/{room}/",
-        sock=sock,
-        additional_headers=bearer(token),
-        max_queue=1,
-        compression=None,
-        proxy=None,
-        open_timeout=10,
-    )
-    while True:
-        frame = await asyncio.wait_for(ws.recv(), 10)
-        if '"ready"' in frame:
-            return ws
+    client = await Client.open(server, room, token=token, sock=sock, max_queue=1, compression=None)
+    await client.until_ready()
+    return client.ws
 
 
 async def drain_until_closed(ws: ClientConnection) -> tuple[list[int], int | None]:

@@ -1,7 +1,10 @@
-"""A small WebSocket/REST client of the Kaiwa wire protocol for end-to-end tests.
+"""A small WebSocket/REST client of the Kaiwa wire protocol over real sockets,
+for the tests that start real ``kaiwa serve`` processes (e2e, reliability,
+notifications): ``Client`` (asyncio), ``joined_sync`` (blocking) and ``Rest``.
 
-Every wait is bounded (``TIMEOUT`` seconds) so that a missing frame fails the
-test instead of hanging it.
+The one real-socket client of the suite; consumer tests in process use
+``tests/communicator.py``. Every wait is bounded (``TIMEOUT`` seconds) so
+that a missing frame fails the test instead of hanging it.
 """
 
 from __future__ import annotations
@@ -9,12 +12,16 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import ClientConnection as SyncConnection
+from websockets.sync.client import connect as sync_connect
 
 from tests.kaiwa_process import KaiwaServer
 
@@ -52,8 +59,12 @@ class Client:
         headers: dict[str, str] | None = None,
         origin: str | None = None,
         path: str | None = None,
+        timeout: float = TIMEOUT,
+        **options: Any,
     ) -> Client:
-        """Connect (the handshake only: no frame is read)."""
+        """Connect (the handshake only: no frame is read) within ``timeout``
+        seconds; ``options`` go to websockets' ``connect`` (``sock``,
+        ``max_queue``, ``compression``...)."""
         url = f"{server.ws}/ws/chat/{room}/" if path is None else server.ws + path
         if after is not None:
             url += f"?after={after}"
@@ -65,8 +76,9 @@ class Client:
             additional_headers=extra,
             origin=origin,
             proxy=None,
-            open_timeout=TIMEOUT,
+            open_timeout=timeout,
             close_timeout=2,
+            **options,
         )
         return cls(ws, room)
 
@@ -84,11 +96,13 @@ class Client:
         assert isinstance(frame, dict) and "type" in frame, frame
         return frame
 
-    async def until_ready(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        """Frames before ``ready`` and the ``ready`` frame itself."""
+    async def until_ready(
+        self, timeout: float = TIMEOUT
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """Frames before ``ready`` and the ``ready`` frame itself (each within ``timeout`` s)."""
         before: list[dict[str, Any]] = []
         while True:
-            frame = await self.recv()
+            frame = await self.recv(timeout)
             if frame["type"] == "ready":
                 return before, frame
             before.append(frame)
@@ -143,6 +157,33 @@ class Client:
 
     async def close(self) -> None:
         await self.ws.close()
+
+
+def until_ready_sync(
+    ws: SyncConnection, timeout: float = TIMEOUT
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """``Client.until_ready`` for a blocking socket: the frames before ``ready``, and ``ready``."""
+    before: list[dict[str, Any]] = []
+    while True:
+        frame = json.loads(ws.recv(timeout=timeout))
+        assert isinstance(frame, dict) and isinstance(frame.get("type"), str), frame
+        if frame["type"] == "ready":
+            return before, frame
+        before.append(frame)
+
+
+@contextmanager
+def joined_sync(server: KaiwaServer, room: str, *, token: str) -> Iterator[SyncConnection]:
+    """A blocking socket in ``room``, read up to ``ready`` (for tests that are not
+    async); joining makes a new room and a membership."""
+    with sync_connect(
+        f"{server.ws}/ws/chat/{room}/",
+        additional_headers=bearer(token),
+        proxy=None,
+        open_timeout=TIMEOUT,
+    ) as ws:
+        until_ready_sync(ws)
+        yield ws
 
 
 async def refused_or_closed(
