@@ -19,7 +19,7 @@ class KaiwaExceptionReporterFilter(SafeExceptionReporterFilter):
         flags=re.IGNORECASE,
     )
 
-    def cleanse_setting(self, key: object, value: object) -> object:
+    def cleanse_setting(self, key: int | str, value: object) -> object:
         """Django's cleansing, then the password of any URL left in a value
         (``CACHES["default"]["LOCATION"]``, ``CHANNEL_LAYERS ... hosts``:
         settings whose names say nothing of the secret they carry)."""
