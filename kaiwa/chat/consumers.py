@@ -438,6 +438,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             username=self.username,
             text=services.message_text_check(text=data.get("message")),
             client_id=services.client_id_check(client_id=data.get("client_id")),
+            session_key=self.session_key,
+            token=self.admission.token if self.admission is not None else None,
         )
         message, created = await get_writer().submit(post)
         if not created:  # a retry: the original is the acknowledgement

@@ -61,6 +61,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from . import db, frames, loops
 from .models import Message
+from .relay import relay_latest_id, relay_read, relay_write
 from .selectors import room_event_range, room_last_seqs, room_snapshot
 
 logger = logging.getLogger(__name__)
@@ -500,8 +501,11 @@ class Hub:
         in the database (one query for all rooms of this process), so that a
         lost last broadcast is filled even when no later message comes."""
 
+        relayed = None if self.remote else await db.run_read(relay_latest_id)
         while True:
             await asyncio.sleep(settings.KAIWA_SEQ_CHECK_SECONDS)
+            if relayed is not None:  # no shared layer: events from other processes
+                relayed = await self._relayed(relayed)
             slugs = [slug for slug, feed in self.feeds.items() if feed.hwm is not None]
             if not slugs:
                 continue
@@ -514,6 +518,18 @@ class Hub:
                 feed = self.feeds.get(slug)
                 if feed is not None:
                     feed.catch_up(seq)
+
+    async def _relayed(self, after: int) -> int:
+        """Apply the events other processes relayed through the database
+        (kaiwa.chat.relay) since id ``after``; returns the newest id seen."""
+        try:
+            after, events = await db.run_write(relay_read, after=after)
+        except Exception:
+            logger.exception("reading relayed events failed; retrying")
+            return after
+        for event in events:
+            self.dispatch(event)
+        return after
 
     async def _read(self) -> None:
         assert self.channel_name is not None
@@ -750,10 +766,24 @@ def _publish(hub_call: Callable[[Hub], None], group: str, event: dict[str, Any])
             # hub's tasks look nested inside asgiref's single-thread executor.
             hub.loop.call_soon_threadsafe(hub_call, hub, context=contextvars.Context())
         return
+    layer = channel_layer()
+    if isinstance(layer, InMemoryChannelLayer):
+        # This process shares no layer with the server: relay through the database.
+        if event.get("type") in RELAYED:
+            try:
+                relay_write(event=event)
+            except Exception:
+                logger.exception("relaying %s failed", event.get("type"))
+        return
     try:
-        async_to_sync(channel_layer().group_send)(group, event)
+        async_to_sync(layer.group_send)(group, event)
     except Exception:
         logger.exception("group_send to %s failed", group)
+
+
+# What a process without a shared layer relays (kaiwa.chat.relay): access
+# changes and forgotten rows. Messages need not be: the seq check finds them.
+RELAYED = frozenset({ROOM_FORGET, ROOM_REVALIDATE, USER_REVALIDATE, SESSION_REVOKE})
 
 
 def publish_message(message: Message, room_slug: str) -> None:

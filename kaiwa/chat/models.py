@@ -179,3 +179,18 @@ class Reaction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.username} {self.emoji} on {self.message_id}"
+
+
+class RelayedEvent(models.Model):
+    """A fan-out control event written by a process that shares no channel
+    layer with the server (a shell or management command on embedded
+    defaults, where the layer is in-memory): the server's hub reads these rows
+    every KAIWA_SEQ_CHECK_SECONDS and applies them (kaiwa.chat.relay), so that
+    a revocation made there still closes the sockets within seconds. Rows
+    older than a minute are deleted."""
+
+    event = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.pk} {self.event.get('type')}"

@@ -10,12 +10,15 @@ from dataclasses import dataclass
 from functools import partial
 
 from django.conf import settings
+from django.contrib import auth
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.contrib.sessions.backends.base import SessionBase
+from django.contrib.sessions.models import Session
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare
 
 from kaiwa.accounts.selectors import session_user_get, token_users_get
 
@@ -338,13 +341,22 @@ def client_id_check(*, client_id: object) -> str | None:
 @dataclass(frozen=True)
 class Post:
     """A message to store: ``text`` and ``client_id`` already checked
-    (message_text_check, client_id_check); ``user`` None for a guest."""
+    (message_text_check, client_id_check); ``user`` None for a guest.
+
+    ``session_key`` and ``token``: the credentials of the socket that posts
+    (None over REST, whose request was authenticated a moment ago). The
+    write transaction stores the post only if one of them still admits its
+    user (``_credentials_revoked``): nothing posted after a logout, a
+    password change or a token's revocation is stored, even before the
+    socket's close."""
 
     room: Room
     user: User | None
     username: str
     text: str
     client_id: str | None = None
+    session_key: str | None = None
+    token: str | None = None
 
 
 def message_create(
@@ -446,14 +458,59 @@ def _posts_refused(posts: Sequence[Post]) -> dict[int, ChatError]:
             rows = Membership.objects.filter(room_id__in=private, user_id__in=user_ids)
             members = set(rows.values_list("room_id", "user_id"))
     refused: dict[int, ChatError] = {}
+    revoked = _credentials_revoked([p for p in posts if p.user is not None and p.user.pk in active])
     for index, post in enumerate(posts):
-        if post.user is not None and post.user.pk not in active:
+        if id(post) in revoked:
+            refused[index] = NotAuthenticated("Your session or token is no longer valid.")
+        elif post.user is not None and post.user.pk not in active:
             refused[index] = NotAuthenticated("Your account is no longer active.")
         elif post.room.pk in private and (
             post.user is None or (post.room.pk, post.user.pk) not in members
         ):
             refused[index] = RoomForbidden("This room is private.")
     return refused
+
+
+def _credentials_revoked(posts: Sequence[Post]) -> set[int]:
+    """``id(post)`` of the posts none of whose credentials admits its user any
+    more: the session is gone (logout) or belongs to a former password (the
+    session hash, as ``django.contrib.auth.get_user`` checks it), and the
+    token is gone (revoked, or every token of a password change) or expired.
+    Posts without credentials (REST) pass. At most three queries, each only
+    when some post carries that kind of credential."""
+    checked = [p for p in posts if p.session_key or p.token]
+    if not checked:
+        return set()
+    valid: set[int] = set()
+    keys = {p.session_key for p in checked if p.session_key}
+    if keys and settings.SESSION_ENGINE == "django.contrib.sessions.backends.db":
+        live = Session.objects.filter(session_key__in=keys, expire_date__gt=timezone.now())
+        sessions = {s.session_key: s.get_decoded() for s in live}
+        users = get_user_model().objects.in_bulk({p.user.pk for p in checked if p.user})
+        for post in checked:
+            data = sessions.get(post.session_key or "")
+            user = users.get(post.user.pk) if post.user is not None else None
+            if _session_admits(data, user):
+                valid.add(id(post))
+    elif keys:
+        valid |= {id(p) for p in checked if p.session_key}  # another engine: not checked here
+    tokens = {p.token for p in checked if p.token and id(p) not in valid}
+    if tokens:
+        holders = token_users_get(keys=list(tokens))
+        for post in checked:
+            holder = holders.get(post.token or "")
+            if holder is not None and post.user is not None and holder.pk == post.user.pk:
+                valid.add(id(post))
+    return {id(p) for p in checked} - valid
+
+
+def _session_admits(data: dict[str, object] | None, user: User | None) -> bool:
+    """Whether the decoded session ``data`` still signs ``user`` in (his id,
+    and the hash of his current password, as ``django.contrib.auth.get_user``)."""
+    if not data or user is None or str(data.get(auth.SESSION_KEY)) != str(user.pk):
+        return False
+    stored = data.get(auth.HASH_SESSION_KEY)
+    return isinstance(stored, str) and constant_time_compare(stored, user.get_session_auth_hash())
 
 
 def _messages_by_client_id(posts: Sequence[Post]) -> dict[tuple[int, str, str | None], Message]:
