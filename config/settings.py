@@ -55,10 +55,17 @@ def env_float(name: str, default: float) -> float:
 # defaults on a developer's machine).
 DEBUG = env_bool("DJANGO_DEBUG", False)
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "") or INSECURE_SECRET_KEY
-if not DEBUG and (SECRET_KEY == INSECURE_SECRET_KEY or SECRET_KEY.startswith("django-insecure")):
+# Django's bar for a key (check --deploy, security.W009): 50 characters, 5 distinct.
+if not DEBUG and (
+    SECRET_KEY == INSECURE_SECRET_KEY
+    or SECRET_KEY.startswith("django-insecure")
+    or len(SECRET_KEY) < 50
+    or len(set(SECRET_KEY)) < 5
+):
     raise ImproperlyConfigured(
-        "DJANGO_DEBUG is off but DJANGO_SECRET_KEY is unset or the development default: "
-        "set DJANGO_SECRET_KEY to a long random string (e.g. `python -c 'import secrets; "
+        "DJANGO_DEBUG is off but DJANGO_SECRET_KEY is unset, the development default or "
+        "weak (fewer than 50 characters or 5 distinct ones): set DJANGO_SECRET_KEY to a "
+        "long random string (e.g. `python -c 'import secrets; "
         "print(secrets.token_urlsafe(50))'`)."
     )
 
