@@ -17,6 +17,7 @@ from django.contrib.sessions.backends.base import SessionBase
 from django.contrib.sessions.models import Session
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Q
+from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
@@ -834,7 +835,10 @@ def message_html_render(*, text: str, room: Room | None = None) -> str:
     ``@``; every ``@name`` without a room)."""
     if room is None or "@" not in text:
         return message_html(text=text)
-    names = {m.group(1).rstrip(MENTION_TRAILING) for m in MENTION_PATTERN.finditer(text)}
-    names |= {m.group(1) for m in MENTION_PATTERN.finditer(text)}
-    members = Membership.objects.filter(room=room, user__username__in=names)
+    tokens = [m.group(1).lower() for m in MENTION_PATTERN.finditer(text)]
+    names = {*tokens, *(t.rstrip(MENTION_TRAILING) for t in tokens)}
+    # Case-insensitive, as notifications finds whom a mention names.
+    members = Membership.objects.annotate(name=Lower("user__username")).filter(
+        room=room, name__in=names
+    )
     return message_html(text=text, members=list(members.values_list("user__username", flat=True)))

@@ -151,7 +151,7 @@ def _skip_reason(*, user: User, message: Message | None, read_seq: int | None) -
         return MissedMessage.Skip.INACTIVE
     if not user.email:
         return MissedMessage.Skip.NO_ADDRESS
-    if message is None:
+    if message is None or message.deleted_at is not None:  # gone, or a tombstone
         return MissedMessage.Skip.DELETED
     if read_seq is None:
         return MissedMessage.Skip.NOT_MEMBER

@@ -248,3 +248,12 @@ def test_the_admin_deletes_messages_as_tombstones(db):
     assert list(RoomEvent.objects.values_list("seq", "kind")) == [(2, "delete")]
     assert admin.post(f"/admin/chat/message/{message.pk}/delete/").status_code == 403
     assert Message.objects.filter(pk=message.pk).exists()
+
+
+async def test_mentions_are_marked_whatever_their_case(people):
+    alice, bob, _ = people
+    await join(user=bob)  # bob is a member of the lobby now
+    a = await join(user=alice)
+    message = await post(a, "hi @BOB and @nobody")
+    assert '<span class="mention" data-username="bob">@BOB</span>' in message["html"]
+    assert "@nobody" in message["html"] and 'data-username="nobody"' not in message["html"]

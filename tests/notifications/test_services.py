@@ -105,7 +105,7 @@ def test_one_email_lists_every_message_of_the_batch(room, alice, bob, carol, mai
     assert sent.subject == "Kaiwa: 3 unread messages from alice, carol"
     for text in ("@bob first", "@bob second", "third, in private"):
         assert text in sent.body
-        assert text in sent.alternatives[0][0]
+        assert text.removeprefix("@bob ") in sent.alternatives[0][0]  # @bob is marked up there
     assert "unrelated" not in sent.body
     assert "http://127.0.0.1:8000/chat/general/" in sent.body
     assert f"http://127.0.0.1:8000/chat/{dm.slug}/" in sent.body
@@ -167,6 +167,24 @@ def test_a_deleted_message_is_not_sent(room, alice, bob, mailoutbox, later):
     assert services.missed_message_email_send(user_id=bob.pk, now=later) is None
     assert mailoutbox == []
     assert rows(bob) == [("skipped", "deleted")]
+
+
+def test_a_message_deleted_through_the_service_is_not_sent(room, alice, bob, mailoutbox, later):
+    message = say(room, alice, "@bob sorry, wrong room")
+    chat.message_delete(room=room, user=alice, message_id=message.pk)
+    assert services.missed_message_email_send(user_id=bob.pk, now=later) is None
+    assert mailoutbox == []
+    assert rows(bob) == [("skipped", "deleted")]
+
+
+def test_the_email_shows_the_formatted_text_safely(room, alice, bob, mailoutbox, later):
+    say(room, alice, "@bob *look* <script>x()</script>")
+    services.missed_message_email_send(user_id=bob.pk, now=later)
+    (sent,) = mailoutbox
+    html = sent.alternatives[0][0]
+    assert "<em>look</em>" in html and "<script>" not in html
+    assert '<span class="mention" data-username="bob">@bob</span>' in html
+    assert "*look*" in sent.body  # the text part keeps the raw text
 
 
 def test_a_user_who_left_the_room_is_not_told(room, alice, bob, mailoutbox, later):
