@@ -94,8 +94,16 @@ class RoomListAPI(ChatAPIView):
             after=query_cursor(request),
             limit=max(1, query_int(request, "limit", ROOM_PAGE_DEFAULT, ROOM_PAGE_MAX)),
         )
+        counts = selectors.room_unread_counts(user=request.user, room_ids=[r.pk for r in page])
         rooms = [
-            {"slug": r.slug, "title": r.title, "private": r.private, "last_seq": r.last_seq}
+            {
+                "slug": r.slug,
+                "title": r.title,
+                "private": r.private,
+                "last_seq": r.last_seq,
+                "unread": counts.get(r.pk, (0, 0))[0],
+                "mentions": counts.get(r.pk, (0, 0))[1],
+            }
             for r in page
         ]
         return json_response({"rooms": rooms, "next": next_cursor})

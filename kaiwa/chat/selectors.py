@@ -49,6 +49,33 @@ def room_page(*, user: User, after: str | None, limit: int) -> tuple[list[Room],
     return page[:limit], page[limit - 1].slug if len(page) > limit else None
 
 
+def room_unread_counts(*, user: User, room_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """``{room id: (unread, mentions)}`` for ``user`` in the rooms he is a
+    member of among ``room_ids`` (PROTOCOL.md section 5): messages after his
+    read position that are neither his nor deleted, and those of them whose
+    html marks a mention of him. One query for all rooms."""
+    if not room_ids:
+        return {}
+    q = connection.ops.quote_name
+    marks = ", ".join(["%s"] * len(room_ids))
+    # kaiwa.chat.formatting spells data-username as the member's username.
+    name = user.get_username().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    mention = f'%data-username="{name}"%'
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT m.room_id, COUNT(*), "
+            "COALESCE(SUM(CASE WHEN m.html LIKE %s ESCAPE '\\' THEN 1 ELSE 0 END), 0) "
+            f"FROM {q(Message._meta.db_table)} m "
+            f"JOIN {q(Membership._meta.db_table)} ms "
+            "ON ms.room_id = m.room_id AND ms.user_id = %s "
+            f"WHERE m.room_id IN ({marks}) AND m.seq > ms.last_read_seq "
+            "AND m.deleted_at IS NULL AND (m.author_id IS NULL OR m.author_id <> %s) "
+            "GROUP BY m.room_id",
+            [mention, user.pk, *room_ids, user.pk],
+        )
+        return {room_id: (unread, mentions) for room_id, unread, mentions in cursor.fetchall()}
+
+
 def room_list_index(*, user: User) -> QuerySet[Room]:
     """Rooms listed to ``user`` with ``mine`` (bool: he is a member), his
     first, then by slug: what the ``/chat/`` page pages through."""

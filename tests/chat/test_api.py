@@ -43,7 +43,16 @@ def test_room_list_shows_public_and_own_private_rooms(alice, bob, client_for):
     secret = RoomFactory(slug="secret", private=True)
     MembershipFactory(room=secret, user=bob)
     assert client_for(alice).get("/api/rooms/").json() == {
-        "rooms": [{"slug": "public", "title": "public", "private": False, "last_seq": 0}],
+        "rooms": [
+            {
+                "slug": "public",
+                "title": "public",
+                "private": False,
+                "last_seq": 0,
+                "unread": 0,
+                "mentions": 0,
+            }
+        ],
         "next": None,
     }
     slugs = [r["slug"] for r in client_for(bob).get("/api/rooms/").json()["rooms"]]
