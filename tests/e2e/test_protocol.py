@@ -682,7 +682,14 @@ async def test_rest_post_is_broadcast_to_the_rooms_sockets(server, tokens):
         check_message_frame(posted, room=room, username="alice", text="no key")
         assert await bob.messages(1) == [posted]
         assert [r for r in await rest.rooms() if r["slug"] == room] == [
-            {"slug": room, "title": room, "private": False, "last_seq": 2}
+            {
+                "slug": room,
+                "title": room,
+                "private": False,
+                "last_seq": 2,
+                "unread": 0,  # both are hers
+                "mentions": 0,
+            }
         ]
     await bob.ping()
     await bob.close()
