@@ -343,6 +343,8 @@ KAIWA_MAX_FRAME_BYTES = env_int("KAIWA_MAX_FRAME_BYTES", 16 * 1024)
 KAIWA_MAX_MESSAGE_CHARS = env_int("KAIWA_MAX_MESSAGE_CHARS", 4000)
 # Seconds after posting during which its author may edit a message; 0: always.
 KAIWA_EDIT_WINDOW_SECONDS = env_float("KAIWA_EDIT_WINDOW_SECONDS", 0.0)
+# `typing` is not relayed in rooms with more members than this (PROTOCOL.md).
+KAIWA_TYPING_MAX_MEMBERS = env_int("KAIWA_TYPING_MAX_MEMBERS", 100)
 KAIWA_OUTBOUND_MAX_MESSAGES = env_int("KAIWA_OUTBOUND_MAX_MESSAGES", 1000)
 KAIWA_OUTBOUND_MAX_BYTES = env_int("KAIWA_OUTBOUND_MAX_BYTES", 1024 * 1024)
 KAIWA_GAP_GRACE_SECONDS = env_float("KAIWA_GAP_GRACE_SECONDS", 0.2)

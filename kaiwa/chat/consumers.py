@@ -9,6 +9,7 @@ import dataclasses
 import itertools
 import logging
 import secrets
+import time
 from collections.abc import Mapping
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
@@ -75,6 +76,12 @@ def parse_after(query_string: bytes) -> tuple[int | None, bool]:
     if not value.isascii() or not value.isdigit() or len(value) > 18:
         return None, False
     return int(value), True
+
+
+# PROTOCOL.md section 2: at most one typing relay per user and room every 2 s.
+TYPING_THROTTLE_SECONDS = 2.0
+# How long a socket trusts its room's member count for typing (seconds).
+TYPING_SIZE_CHECK_SECONDS = 60.0
 
 
 def _client_id(kind: str, data: dict[str, Any]) -> str | None:
@@ -153,6 +160,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.last_seq = 0
         self.read_seq = 0  # the user's read position as this socket knows it
         self.early: list[tuple[int, str]] = []
+        self.typing_sent = 0.0  # monotonic time of the last `start` relayed; 0: none
+        self.typing_checked_until = 0.0
+        self.typing_room_small = True
         # The scope as ASGI has it, open to the keys Kaiwa's middleware adds.
         scope: Mapping[str, Any] = self.scope
         self.outbox = Outbox(
@@ -383,6 +393,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 await self._read(data)
             elif kind in ("edit", "delete", "react"):
                 await self._room_event(kind, data)
+            elif kind == "typing":
+                await self._typing(data)
             else:
                 self._queue(frames.error_frame("bad_frame", f"Unknown frame type {kind!r}."))
         except (NotAuthenticated, RoomForbidden) as exc:  # access lost: nothing stored
@@ -402,6 +414,35 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self._queue(
                 frames.error_frame("unavailable", Unavailable().detail, _client_id(kind, data))
             )
+
+    async def _typing(self, data: dict[str, Any]) -> None:
+        """Relay ``typing`` to the room's other sockets (PROTOCOL.md section 2):
+        never stored; a ``start`` at most every TYPING_THROTTLE_SECONDS per
+        socket; nothing in rooms of more than KAIWA_TYPING_MAX_MEMBERS members
+        (counted once per TYPING_SIZE_CHECK_SECONDS)."""
+        state = data.get("state", "start")
+        if state not in ("start", "stop"):
+            raise ChatError("'state' must be 'start' or 'stop'.", code="bad_frame")
+        assert self.room is not None
+        now = time.monotonic()
+        if state == "start" and now - self.typing_sent < TYPING_THROTTLE_SECONDS:
+            return
+        if state == "stop" and not self.typing_sent:
+            return  # nothing was relayed to stop
+        if now >= self.typing_checked_until:
+            count = await db.run_read(selectors.room_member_count, room_id=self.room.pk)
+            self.typing_room_small = count <= settings.KAIWA_TYPING_MAX_MEMBERS
+            self.typing_checked_until = now + TYPING_SIZE_CHECK_SECONDS
+        if not self.typing_room_small:
+            return
+        self.typing_sent = now if state == "start" else 0.0
+        frame = {
+            "type": "typing",
+            "room": self.room_slug,
+            "username": self.username,
+            "state": state,
+        }
+        get_hub().publish_transient(self.room_slug, frames.encode(frame), self.user_id)
 
     async def _room_event(self, kind: str, data: dict[str, Any]) -> None:
         """An ``edit``, ``delete`` or ``react`` frame: stored as a room event by

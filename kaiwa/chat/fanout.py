@@ -68,6 +68,10 @@ logger = logging.getLogger(__name__)
 
 ROOM_MESSAGE = "room.message"
 ROOM_FORGET = "room.forget"
+# A frame for a room's sockets that is never stored and carries no seq
+# (``typing``): {"room", "frame", "user" (the sender's id, whose own sockets
+# skip it), "process"}.
+ROOM_TRANSIENT = "room.transient"
 # Access may have changed: the sockets concerned re-run their admission
 # (``ChatConsumer.revalidate``) and close with 4401, 4403 or 4404 if it fails.
 # {"room": slug, "user": id or None} to a room's group; {"user": id} to USERS_GROUP.
@@ -554,6 +558,9 @@ class Hub:
             feed = self.feeds.get(event["room"])
             if feed is not None:
                 feed.forget(event["seq"])
+        elif event.get("type") == ROOM_TRANSIENT:
+            if event.get("process") != self.process_id:  # ours was delivered when sent
+                self._deliver_transient(event)
         elif event.get("type") == USER_EVENT:
             self._deliver_user_event(event)
         elif event.get("type") in (ROOM_REVALIDATE, USER_REVALIDATE, SESSION_REVOKE):
@@ -600,6 +607,29 @@ class Hub:
             for feed in list(self.feeds.values()):
                 for socket in list(feed.subscribers):
                     self.spawn(socket.revalidate())
+
+    def publish_transient(self, slug: str, frame: str, user_id: int | None) -> None:
+        """Send ``frame`` (never stored, no seq: ``typing``) to the sockets of
+        room ``slug`` in every process, but those of user ``user_id``."""
+        event = {
+            "type": ROOM_TRANSIENT,
+            "room": slug,
+            "frame": frame,
+            "user": user_id,
+            "process": self.process_id,
+        }
+        self._deliver_transient(event)
+        if self.remote:
+            self.spawn(self._group_send(room_group(slug), event))
+
+    def _deliver_transient(self, event: dict[str, Any]) -> None:
+        feed = self.feeds.get(event["room"])
+        if feed is None:
+            return
+        sender = event.get("user")
+        for subscriber in tuple(feed.subscribers):
+            if sender is None or subscriber.user_id != sender:
+                subscriber.deliver_event(event["frame"])
 
     def _deliver_user_event(self, event: dict[str, Any]) -> None:
         origin = event.get("origin")

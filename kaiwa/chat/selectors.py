@@ -49,6 +49,11 @@ def room_page(*, user: User, after: str | None, limit: int) -> tuple[list[Room],
     return page[:limit], page[limit - 1].slug if len(page) > limit else None
 
 
+def room_member_count(*, room_id: int) -> int:
+    """How many members the room has (one query)."""
+    return Membership.objects.filter(room_id=room_id).count()
+
+
 def room_unread_counts(*, user: User, room_ids: list[int]) -> dict[int, tuple[int, int]]:
     """``{room id: (unread, mentions)}`` for ``user`` in the rooms he is a
     member of among ``room_ids`` (PROTOCOL.md section 5): messages after his

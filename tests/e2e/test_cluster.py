@@ -80,6 +80,32 @@ async def test_read_frame_reaches_the_users_socket_on_the_other_process(cluster,
     await on_b.close()
 
 
+async def test_room_events_and_typing_cross_processes(cluster, tokens):
+    a, b = cluster
+    room = room_name()
+    alice = await Client.join(a, room, token=tokens["alice"])
+    bob = await Client.join(b, room, token=tokens["bob"])
+    await alice.say("draft")
+    (message,) = await bob.messages(1)
+    assert await alice.messages(1) == [message]
+    await alice.send({"type": "typing"})
+    assert await bob.expect("typing") == {
+        "type": "typing", "room": room, "username": "alice", "state": "start",
+    }  # fmt: skip
+    await alice.send({"type": "edit", "id": message["id"], "message": "final"})
+    edit = await bob.expect("edit")
+    assert (edit["seq"], edit["message"]) == (message["seq"] + 1, "final")
+    assert await alice.expect("edit") == edit
+    await bob.send({"type": "react", "id": message["id"], "emoji": "+1", "on": True})
+    reaction = await alice.expect("reaction")
+    assert (reaction["seq"], reaction["username"]) == (message["seq"] + 2, "bob")
+    resumed = await Client.join(a, room, token=tokens["bob"], after=message["seq"] - 1)
+    assert [f["type"] for f in resumed.backlog] == ["message", "edit", "reaction"]
+    assert resumed.backlog[0]["message"] == "final"
+    for client in (alice, bob, resumed):
+        await client.close()
+
+
 async def test_concurrent_posters_on_two_processes(cluster, tokens):
     """4 posters (2 per process) x 25 messages at once, plus a listener per
     process and a client that drops mid-stream and resumes on the other process."""

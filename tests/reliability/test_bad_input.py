@@ -134,6 +134,12 @@ def expected_answer(frame: Any, cids: dict[str, str]) -> tuple[Any, ...]:
         return ("none",) if ok else ("error", "bad_frame")
     if kind in ("edit", "delete", "react"):
         return room_event_answer(kind, frame)
+    if kind == "typing":  # relayed to others, never answered; a bad state is bad_frame
+        return (
+            ("none",)
+            if frame.get("state", "start") in ("start", "stop")
+            else ("error", "bad_frame")
+        )
     return ("error", "bad_frame")  # unknown types
 
 
@@ -301,7 +307,8 @@ CORPUS_ERRORS = [
     ('{"type": "read", "seq": "3"}', "bad_frame"),
     ('{"type": "read", "seq": 1.5}', "bad_frame"),
     ('{"type": "read", "seq": true}', "bad_frame"),
-    ('{"type": "typing"}', "bad_frame"),
+    ('{"type": "typing", "state": "maybe"}', "bad_frame"),
+    ('{"type": "typing", "state": 1}', "bad_frame"),
     ('{"type": "edit", "seq": 1, "message": "x"}', "bad_frame"),
     ('{"type": "delete", "seq": 1}', "bad_frame"),
     ('{"type": "delete", "id": "no-such"}', "not_found"),
@@ -413,6 +420,7 @@ frame_objects = st.fixed_dictionaries(
         "id": st.text(max_size=12, alphabet="abc-é ") | st.none() | st.booleans() | st.floats(),
         "emoji": st.text(max_size=34) | json_values,
         "on": st.booleans() | json_values,
+        "state": st.sampled_from(["start", "stop", "Start", ""]) | json_values,
         "message": st.text(max_size=20)
         | st.text(min_size=3990, max_size=4010, alphabet="ab")
         | json_values,
