@@ -218,3 +218,32 @@ class MessageHistoryAPI(ChatAPIView):
     def get(self, request: AuthenticatedRequest, message_id: str) -> HttpResponse:
         message = selectors.message_get_visible(user=request.user, message_id=message_id)
         return json_response({"versions": selectors.message_versions(message=message)})
+
+
+class SearchAPI(ChatAPIView):
+    """``GET /api/search/?q=<words>&room=<room>&limit=``: 200 ``{"messages":
+    [message objects]}`` from the rooms you can see (or one room), best
+    matches first, deleted messages never; ``limit`` default 20, at most
+    100. 400 ``bad_request`` without ``q`` (1 to 200 characters); 404 for a
+    room you cannot see."""
+
+    def get(self, request: AuthenticatedRequest) -> HttpResponse:
+        query = request.query_params.get("q", "").strip()
+        if not 1 <= len(query) <= SEARCH_QUERY_MAX or "\x00" in query:
+            error = ChatError("'q' must be 1 to 200 characters of text.", code="bad_request")
+            raise ChatAPIError(error)
+        slug = request.query_params.get("room")
+        room = selectors.room_get_visible(user=request.user, slug=slug) if slug else None
+        limit = max(1, query_int(request, "limit", 20, 100))
+        found = selectors.message_search(user=request.user, query=query, room=room, limit=limit)
+        reactions = selectors.reactions_of(message_ids=[m.pk for m in found])
+        return json_response(
+            {
+                "messages": [
+                    frames.message_payload(m, m.room.slug, reactions.get(m.pk)) for m in found
+                ]
+            }
+        )
+
+
+SEARCH_QUERY_MAX = 200  # characters of a search query

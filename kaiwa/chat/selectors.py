@@ -258,3 +258,36 @@ def room_snapshot(*, slug: str, limit: int) -> tuple[int, list[tuple[int, str]]]
 def room_last_seqs(*, slugs: list[str]) -> dict[str, int]:
     """``{slug: last_seq}`` of the rooms named in ``slugs`` (unknown ones left out)."""
     return dict(Room.objects.filter(slug__in=slugs).values_list("slug", "last_seq"))
+
+
+SEARCH_WORDS_MAX = 10  # words of a query used on SQLite's fallback
+
+
+def message_search(
+    *, user: User, query: str, room: Room | None = None, limit: int = 20
+) -> list[Message]:
+    """``GET /api/search/``: up to ``limit`` messages matching ``query`` in
+    the rooms ``user`` can see (only ``room`` when given), deleted ones never.
+
+    PostgreSQL: full-text search (``django.contrib.postgres.search``, the
+    ``simple`` configuration, so any language is split on words; web-search
+    syntax: ``"a phrase"``, ``-word``, ``or``), best matches first, on the GIN
+    index of migration 0006. SQLite: every word of the query (at most
+    SEARCH_WORDS_MAX) must appear in the text, case-insensitively for ASCII
+    letters (SQLite's LIKE), newest first.
+    """
+    messages = Message.objects.filter(
+        room__in=room_list_visible(user=user), deleted_at__isnull=True
+    ).select_related("room")
+    if room is not None:
+        messages = messages.filter(room=room)
+    if connection.vendor == "postgresql":
+        from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
+
+        document = SearchVector("text", config="simple")
+        found = SearchQuery(query, config="simple", search_type="websearch")
+        ranked = messages.annotate(document=document, rank=SearchRank(document, found))
+        return list(ranked.filter(document=found).order_by("-rank", "-created_at")[:limit])
+    for word in query.split()[:SEARCH_WORDS_MAX]:
+        messages = messages.filter(text__icontains=word)
+    return list(messages.order_by("-created_at", "-pk")[:limit])
