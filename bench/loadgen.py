@@ -47,6 +47,8 @@ class Tally:
     errors: int = 0
     gaps: int = 0  # seqs a client skipped (a lost delivery)
     resets: int = 0
+    events: int = 0  # edit, delete and reaction frames received (room events with a seq)
+    typing: int = 0  # typing frames received
     last_receive_ns: int = 0
     expected: int = 0
     done: asyncio.Event = field(default_factory=asyncio.Event)
@@ -83,6 +85,8 @@ class Client(WSListener):
         self.read_at = -1e9  # loop time of the last read sent (s)
         self.read_timer: asyncio.TimerHandle | None = None
         self.acks: dict[str, int] = {}  # client_id -> send time (ns)
+        self.last_id: str | None = None  # the newest message seen (to react to)
+        self.own_ids: list[str] = []  # this client's own messages (to edit)
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
@@ -109,13 +113,31 @@ class Client(WSListener):
             self.seq = max(self.seq, data.get("seq", 0))
             self.ready_ns = time.perf_counter_ns()
             self.ready.set()
+        elif data.get("type") in ("reaction", "delete"):
+            self._on_event(data)
+        elif data.get("type") == "typing":
+            self.tally.typing += 1
         elif data.get("type") == "error":
             self.tally.errors += 1
         elif data.get("type") == "reset":  # the page reloads history over REST
             self.tally.resets += 1
             self.seq = max(self.seq, data.get("seq", 0))
 
+    def _on_event(self, data: dict[str, Any]) -> None:
+        """A room event without text: counted, its seq tracked like a message's."""
+        seq = data.get("seq")
+        if isinstance(seq, int) and seq > self.seq:
+            if self.seq and seq > self.seq + 1:
+                self.tally.gaps += seq - self.seq - 1
+            self.seq = seq
+            self.tally.events += 1
+
     def _on_message(self, data: dict[str, Any], text: str) -> None:
+        if data.get("type") == "edit":
+            self._on_event(data)
+            return
+        if data.get("type", "message") == "message" and isinstance(data.get("id"), str):
+            self.last_id = data["id"]
         seq = data.get("seq")
         if isinstance(seq, int):
             if self.seq and seq > self.seq + 1:
@@ -124,6 +146,9 @@ class Client(WSListener):
                 return  # a duplicate would not be shown twice by the page
             self.seq = seq
         sent_ns = self.acks.pop(data.get("client_id") or "", None)
+        if sent_ns is not None and isinstance(data.get("id"), str):
+            self.own_ids.append(data["id"])
+            del self.own_ids[:-5]
         if sent_ns is not None:
             self.tally.ack_latencies_ns.append(time.perf_counter_ns() - sent_ns)
         if self.ready.is_set():
@@ -167,6 +192,11 @@ class Client(WSListener):
             frame["client_id"] = client_id
             self.acks[client_id] = now
         self.transport.send(WSMsgType.TEXT, orjson.dumps(frame))
+
+    def send_frame(self, frame: dict[str, Any]) -> None:
+        """Send any frame (typing, react, edit), if the socket is open."""
+        if self.transport is not None and not self.closed.is_set():
+            self.transport.send(WSMsgType.TEXT, orjson.dumps(frame))
 
     def close(self) -> None:
         if self.transport is not None and not self.closed.is_set():
@@ -506,6 +536,11 @@ class TeamDay:
     seconds: float = 20.0
     post_every_s: float = 60.0  # mean seconds between two posts of one member in one room
     churn_per_s: float = 0.003  # share of sockets that leave and resume each second
+    # Kaiwa targets only (PROTOCOL.md v2): a post is preceded by `typing`, as
+    # the page sends it while one types; one reaction per `react_every` posts
+    # and one edit per `edit_every` posts, by random members.
+    react_every: int = 4
+    edit_every: int = 20
     seed: int = 1
 
 
@@ -546,7 +581,7 @@ async def run_team_day(
     on_start()
     started = time.perf_counter_ns()
     resume_ms: list[float] = []
-    posts = 0
+    posts = reactions = edits = 0
 
     async def post_loop() -> None:
         nonlocal posts
@@ -563,7 +598,25 @@ async def run_team_day(
             client = sockets[i]
             if client is not None and not client.closed.is_set():
                 posts += 1
+                if needs_ready:  # Kaiwa: what the page and bots send besides posts
+                    client.send_frame({"type": "typing"})
                 client.send_message(i, posts, f"td-{posts}")
+                if needs_ready:
+                    extras(posts)
+
+    def extras(n: int) -> None:
+        """A reaction every ``react_every`` posts, an edit every ``edit_every``."""
+        nonlocal reactions, edits
+        picked = sockets[rng.randrange(len(plan))]
+        if picked is None or picked.closed.is_set():
+            return
+        if n % day.react_every == 0 and picked.last_id is not None:
+            reactions += 1
+            emoji = rng.choice(["+1", "🎉", "👀"])
+            picked.send_frame({"type": "react", "id": picked.last_id, "emoji": emoji, "on": True})
+        if n % day.edit_every == 0 and picked.own_ids:
+            edits += 1
+            picked.send_frame({"type": "edit", "id": picked.own_ids[-1], "message": "edited"})
 
     async def churn_one(i: int) -> None:
         client = sockets[i]
@@ -614,6 +667,10 @@ async def run_team_day(
         "ack_p50_ms": percentile(acks, 50) / 1e6,
         "ack_p99_ms": percentile(acks, 99) / 1e6,
         "reads_sent": tally.reads_sent,
+        "reactions_sent": reactions,
+        "edits_sent": edits,
+        "events_received": tally.events,
+        "typing_received": tally.typing,
         "resumes": len(resumes),
         "resume_p99_ms": percentile(resumes, 99),
         "lost": lost,
