@@ -67,7 +67,8 @@ class Socket(WebsocketCommunicator):
     async def recv(self, timeout: float = TIMEOUT) -> dict[str, Any]:
         """The next frame, which must be a JSON object with a ``type``."""
         frame = await self.receive_json_from(timeout)
-        assert isinstance(frame, dict) and "type" in frame, frame
+        assert isinstance(frame, dict), frame
+        assert "type" in frame, frame
         return frame
 
     async def until_ready(self) -> list[dict[str, Any]]:
@@ -99,9 +100,11 @@ class Socket(WebsocketCommunicator):
 
     @staticmethod
     def _decode(output: dict[str, Any]) -> dict[str, Any]:
-        assert output["type"] == "websocket.send" and "text" in output, output
+        assert output["type"] == "websocket.send", output
+        assert "text" in output, output
         frame = json.loads(output["text"])
-        assert isinstance(frame, dict) and "type" in frame, frame
+        assert isinstance(frame, dict), frame
+        assert "type" in frame, frame
         return frame
 
 

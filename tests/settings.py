@@ -11,6 +11,6 @@ os.environ.setdefault("DJANGO_SECRET_KEY", "tests-only-secret-key-" + "k" * 40)
 os.environ.setdefault("KAIWA_HTTPS", "0")
 os.environ.setdefault("KAIWA_DATA_DIR", os.path.join(tempfile.gettempdir(), "kaiwa-tests"))
 
-from config.settings import *  # noqa: E402, F403
+from config.settings import *  # noqa: F403
 
 os.makedirs(os.environ["KAIWA_DATA_DIR"], exist_ok=True)

@@ -1,5 +1,6 @@
 """The dependency locks: every pin hashed, runtime apart from development."""
 
+import itertools
 import re
 import tomllib
 from pathlib import Path
@@ -16,7 +17,7 @@ def requirements(name: str) -> list[str]:
     """Each requirement of a lock file: its lines up to the next pin."""
     text = (REPO / name).read_text()
     starts = [m.start() for m in PIN.finditer(text)] + [len(text)]
-    return [text[a:b] for a, b in zip(starts, starts[1:], strict=False)]
+    return [text[a:b] for a, b in itertools.pairwise(starts)]
 
 
 def test_every_pin_carries_its_hashes():

@@ -93,7 +93,8 @@ class Client:
         raw = await asyncio.wait_for(self.ws.recv(), timeout)
         assert isinstance(raw, str), f"binary frame from the server: {raw!r}"
         frame = json.loads(raw)
-        assert isinstance(frame, dict) and "type" in frame, frame
+        assert isinstance(frame, dict), frame
+        assert "type" in frame, frame
         return frame
 
     async def until_ready(
@@ -127,7 +128,8 @@ class Client:
     async def expect_error(self, code: str) -> dict[str, Any]:
         frame = await self.expect("error")
         assert frame["code"] == code, frame
-        assert isinstance(frame["detail"], str) and frame["detail"], frame
+        assert isinstance(frame["detail"], str), frame
+        assert frame["detail"], frame
         return frame
 
     async def ping(self) -> None:
@@ -149,11 +151,12 @@ class Client:
         """The server closes the connection with ``code`` before sending any frame."""
         try:
             raw = await asyncio.wait_for(self.ws.recv(), TIMEOUT)
-        except ConnectionClosed as closed:
-            assert closed.rcvd is not None, f"no close frame received ({closed!r})"
-            assert closed.rcvd.code == code, f"closed with {closed.rcvd.code}, expected {code}"
-            return
-        raise AssertionError(f"expected close {code}, got frame {raw!r}")
+        except ConnectionClosed as exc:
+            closed = exc
+        else:
+            raise AssertionError(f"expected close {code}, got frame {raw!r}")
+        assert closed.rcvd is not None, f"no close frame received ({closed!r})"
+        assert closed.rcvd.code == code, f"closed with {closed.rcvd.code}, expected {code}"
 
     async def close(self) -> None:
         await self.ws.close()
@@ -166,7 +169,8 @@ def until_ready_sync(
     before: list[dict[str, Any]] = []
     while True:
         frame = json.loads(ws.recv(timeout=timeout))
-        assert isinstance(frame, dict) and isinstance(frame.get("type"), str), frame
+        assert isinstance(frame, dict), frame
+        assert isinstance(frame.get("type"), str), frame
         if frame["type"] == "ready":
             return before, frame
         before.append(frame)
@@ -194,12 +198,14 @@ async def refused_or_closed(
     try:
         client = await Client.open(server, "", path=room_path, **kwargs)
     except InvalidStatus as refused:
-        assert refused.response.status_code == http, refused.response.status_code
+        status = refused.response.status_code
+    else:
+        try:
+            await client.expect_close(code)
+        finally:
+            await client.close()
         return
-    try:
-        await client.expect_close(code)
-    finally:
-        await client.close()
+    assert status == http, status
 
 
 def check_message_frame(
@@ -212,13 +218,16 @@ def check_message_frame(
     assert frame["room"] == room
     assert frame["username"] == username
     assert frame["message"] == text
-    assert isinstance(frame["seq"], int) and not isinstance(frame["seq"], bool)
+    assert isinstance(frame["seq"], int)
+    assert not isinstance(frame["seq"], bool)
     assert frame["seq"] >= 1
-    assert isinstance(frame["id"], str) and frame["id"]
+    assert isinstance(frame["id"], str)
+    assert frame["id"]
     if client_id is not None:
         assert frame["client_id"] == client_id
     created = datetime.fromisoformat(frame["created_at"].replace("Z", "+00:00"))
-    assert created.utcoffset() is not None and created.utcoffset().total_seconds() == 0
+    assert created.utcoffset() is not None
+    assert created.utcoffset().total_seconds() == 0
     assert abs((datetime.now(UTC) - created).total_seconds()) < 3600
 
 

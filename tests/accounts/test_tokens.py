@@ -69,7 +69,8 @@ def test_owner_creates_lists_and_revokes_tokens(alice):
     made = api(token).post("/api/tokens/", {"name": "deploy bot"}, content_type="application/json")
     assert made.status_code == 201
     bot = made.json()
-    assert bot["name"] == "deploy bot" and bot["token"]
+    assert bot["name"] == "deploy bot"
+    assert bot["token"]
     listed = api(token).get("/api/tokens/").json()["tokens"]
     assert [t["name"] for t in listed] == ["deploy bot", SIGNIN_TOKEN_NAME]
     assert all("token" not in t for t in listed)  # the secret is shown once only
@@ -85,7 +86,8 @@ def test_nobody_revokes_someone_elses_token(alice, bob):
     bob_token = sign_in("bob")
     bob_id = api(bob_token).get("/api/tokens/").json()["tokens"][0]["id"]
     answer = api(alice_token).delete(f"/api/tokens/{bob_id}")
-    assert answer.status_code == 404 and answer.json()["code"] == "not_found"
+    assert answer.status_code == 404
+    assert answer.json()["code"] == "not_found"
     assert api(bob_token).get("/api/rooms/").status_code == 200
 
 
@@ -94,7 +96,8 @@ def test_nobody_revokes_someone_elses_token(alice, bob):
 )
 def test_a_token_needs_a_name(alice, body):
     answer = api(sign_in()).post("/api/tokens/", body, content_type="application/json")
-    assert answer.status_code == 400 and answer.json()["code"] == "bad_request"
+    assert answer.status_code == 400
+    assert answer.json()["code"] == "bad_request"
 
 
 def test_the_tokens_page_shows_a_new_token_once_and_revokes(alice):
@@ -106,7 +109,8 @@ def test_the_tokens_page_shows_a_new_token_once_and_revokes(alice):
     assert secret in page.content.decode()
     assert api(secret).get("/api/rooms/").status_code == 200
     again = client.get("/accounts/tokens/")
-    assert secret not in again.content.decode() and "ci bot" in again.content.decode()
+    assert secret not in again.content.decode()
+    assert "ci bot" in again.content.decode()
     row = ApiToken.objects.get(user=alice, name="ci bot")
     client.post("/accounts/tokens/", {"revoke": row.public_id})
     assert not ApiToken.objects.filter(user=alice, name="ci bot").exists()
@@ -203,4 +207,5 @@ def test_odd_token_ids_are_simply_not_found(alice):
     page = client.post("/accounts/tokens/", {"revoke": "\x00" * 16, "name": ""})
     assert page.status_code == 302
     named = client.post("/accounts/tokens/", {"name": "b\x00ot"})
-    assert named.status_code == 200 and ApiToken.objects.get(user=alice).name == "bot"
+    assert named.status_code == 200
+    assert ApiToken.objects.get(user=alice).name == "bot"

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import re
 import time
@@ -247,7 +248,8 @@ def test_room_page_resumes_after_server_restart(kaiwa_server, new_context):
     # A duplicate from the resume would have come before "live again"; give it a moment anyway.
     bob.wait_for_timeout(500)
     lines = log_lines(bob)
-    assert lines == before + [
+    assert lines == [
+        *before,
         "alice: while bob was away",
         "alice: still away",
         "alice: live again",
@@ -287,7 +289,7 @@ def test_room_page_coalesces_read_frames(kaiwa_server, new_context):
     reads = [(at, json.loads(data)["seq"]) for at, data in sent if '"read"' in data]
     assert 1 <= len(reads) <= 4, reads  # not one per message (20 arrived)
     assert reads[-1][1] == seqs[-1]  # the latest seq is reported in the end
-    gaps = [b[0] - a[0] for a, b in zip(reads, reads[1:], strict=False)]
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(reads)]
     assert all(gap >= 990 for gap in gaps), reads  # at most one a second
 
 

@@ -100,7 +100,8 @@ def test_post_message_stores_and_returns_it(alice, client_for):
     retry = client.post(
         "/api/rooms/r/messages/", {"message": "hi", "client_id": "c-1"}, format="json"
     )
-    assert retry.status_code == 200 and retry.json()["id"] == body["id"]
+    assert retry.status_code == 200
+    assert retry.json()["id"] == body["id"]
     assert Message.objects.count() == 1
 
 
@@ -187,7 +188,8 @@ def test_a_concurrent_duplicate_client_id_returns_the_original(alice, client_for
     again = client.post(
         "/api/rooms/r/messages/", {"message": "hi", "client_id": "c"}, format="json"
     )
-    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    assert again.status_code == 200
+    assert again.json()["id"] == first.json()["id"]
     assert Message.objects.count() == 1
 
 
@@ -213,7 +215,8 @@ def test_bodies_that_are_not_unicode_json_get_400_with_a_code(alice, client_for,
     services.room_join(user=alice, slug="lobby")
     answer = client_for(alice).post(path, body, content_type="application/json")
     assert answer.status_code == 400, answer.content
-    assert answer.json()["code"] == "bad_json" and answer.json()["detail"]
+    assert answer.json()["code"] == "bad_json"
+    assert answer.json()["detail"]
     assert not Message.objects.exists()
 
 

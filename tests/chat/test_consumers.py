@@ -35,9 +35,12 @@ async def test_it_sends_ready_then_fans_out_to_every_member(users):
     await a.send_json_to({"message": "hello"})
     for communicator in (a, b):
         frame = await communicator.recv()
-        assert frame["type"] == "message" and frame["seq"] == 1
+        assert frame["type"] == "message"
+        assert frame["seq"] == 1
         assert (frame["message"], frame["username"], frame["room"]) == ("hello", "alice", "lobby")
-        assert frame["id"] and frame["created_at"].endswith("Z") and "client_id" not in frame
+        assert frame["id"]
+        assert frame["created_at"].endswith("Z")
+        assert "client_id" not in frame
     await a.disconnect()
     await b.disconnect()
 
@@ -225,7 +228,7 @@ async def test_a_lost_broadcast_is_filled_from_the_database(users, settings, mon
 
 async def test_a_slow_socket_is_closed_with_4408(users, settings):
     settings.KAIWA_OUTBOUND_MAX_MESSAGES = 3
-    alice, bob = users
+    _, bob = users
     written = []
     unblock = asyncio.Event()
     stalled = False

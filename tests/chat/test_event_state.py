@@ -96,8 +96,10 @@ async def test_frames_applied_live_or_from_any_resume_point_give_the_rest_state(
 
     truth = await database_sync_to_async(fetched)(carol)
     assert fold(live) == truth
-    assert truth[ids[1]]["message"] == "m2 _v3_" and truth[ids[1]]["reactions"] == {"👍": {"alice"}}
-    assert truth[ids[0]]["deleted"] and truth[ids[2]]["deleted"]
+    assert truth[ids[1]]["message"] == "m2 _v3_"
+    assert truth[ids[1]]["reactions"] == {"👍": {"alice"}}
+    assert truth[ids[0]]["deleted"]
+    assert truth[ids[2]]["deleted"]
     for after in range(len(live) + 1):
         resumed = await join(f"/ws/chat/lobby/?after={after}", user=carol)
         assert fold([*live[:after], *resumed.backlog]) == truth, after

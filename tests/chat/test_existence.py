@@ -78,14 +78,15 @@ def test_room_page_still_serves_public_new_and_own_private_rooms(alice, bob, bob
     assert b"The lobby" in client.get("/chat/lobby/").content
     assert client.get("/chat/brand-new/").status_code == 200
     own = client.get(f"/chat/{bob_carol_dm.slug}/")
-    assert own.status_code == 200 and b"bob, carol" in own.content
+    assert own.status_code == 200
+    assert b"bob, carol" in own.content
 
 
 # --- REST ------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    "method, path, body",
+    ("method", "path", "body"),
     [
         ("get", "/api/rooms/{}/messages/", None),
         ("post", "/api/rooms/{}/messages/", {"message": "x"}),
@@ -132,11 +133,13 @@ def test_an_empty_dm_stays_out_of_its_recipients_lists(alice, bob):
         assert (slug in rooms) == (f"/chat/{slug}/" in page)
         return slug in rooms
 
-    assert listed(alice) and not listed(bob)
+    assert listed(alice)
+    assert not listed(bob)
     # bob can still enter it (he is a member): only the listing waits.
     assert page_for(bob).get(f"/chat/{slug}/").status_code == 200
     api_for(alice).post(f"/api/rooms/{slug}/messages/", {"message": "hi"}, format="json")
-    assert listed(alice) and listed(bob)
+    assert listed(alice)
+    assert listed(bob)
 
 
 # --- WebSocket -------------------------------------------------------------------------
@@ -150,7 +153,7 @@ async def close_code(user, slug):
 @pytest.mark.django_db(transaction=True)
 async def test_socket_answers_4403_alike_for_existing_and_unknown_dm_names():
     def make():
-        alice, bob, carol = (UserFactory(username=n) for n in ("alice", "bob", "carol"))
+        alice, bob, _ = (UserFactory(username=n) for n in ("alice", "bob", "carol"))
         room, _ = services.dm_open(user=bob, other_username="carol")
         return alice, room.slug
 

@@ -37,7 +37,8 @@ async def test_outbox_queues_in_order_while_the_socket_pushes_back():
     outbox = Outbox(transport.send, 10, 10_000)
     for n in range(4):
         outbox.put(f"f{n}")
-    assert transport.frames == [] and len(outbox.frames) == 3
+    assert transport.frames == []
+    assert len(outbox.frames) == 3
     transport.open.set()
     await asyncio.wait_for(outbox.busy, 1)
     assert transport.frames == ["f0", "f1", "f2", "f3"]
@@ -52,12 +53,13 @@ async def test_outbox_overflows_on_frames_or_bytes(messages, size):
     outbox = Outbox(transport.send, messages, size)
     outbox.put("first")  # pending write
     outbox.put("ab")
+    outbox.put("cd")  # at the limit
     with pytest.raises(OutboxOverflow):
-        for _ in range(3):
-            outbox.put("cd")
+        outbox.put("cd")
     outbox.close()
     await asyncio.sleep(0)
-    assert not outbox.frames and outbox.size == 0
+    assert not outbox.frames
+    assert outbox.size == 0
 
 
 async def test_outbox_ignores_a_closed_socket():
@@ -99,7 +101,8 @@ async def test_room_feed_delivers_in_seq_order_and_drops_duplicates(settings):
     feed.offer(5, fr(5, "again"))
     feed.offer(3, fr(3, "old"))
     assert recorder.seqs == [5, 6, 7]
-    assert feed.hwm == 7 and feed.pending == {}
+    assert feed.hwm == 7
+    assert feed.pending == {}
     feed.close()
 
 
@@ -111,7 +114,8 @@ async def test_room_feed_holds_messages_behind_a_gap(settings):
     feed.start(0)
     feed.offer(2, fr(2))
     feed.offer(3, fr(3))
-    assert recorder.seqs == [] and feed._gap_task is not None
+    assert recorder.seqs == []
+    assert feed._gap_task is not None
     feed.offer(1, fr(1))
     assert recorder.seqs == [1, 2, 3]
     feed.close()
@@ -167,7 +171,8 @@ async def test_feed_memory_slides_with_deliveries_and_forgets_deleted_rows(setti
     feed = started_feed(settings, memory=3, hwm=3, recent=[1, 2, 3])
     feed.offer(4, fr(4))
     feed.offer(5, fr(5))
-    assert [e.seq for e in feed.recent] == [3, 4, 5] and feed.floor == 2
+    assert [e.seq for e in feed.recent] == [3, 4, 5]
+    assert feed.floor == 2
     assert feed.backlog(1, 50, 1000) is None
     feed.forget(4)
     assert feed.backlog(2, 50, 1000) == ([fr(3), fr(5)], None, 5)

@@ -40,10 +40,12 @@ async def test_it_counts_strikes_in_a_row_and_a_pass_clears_them(settings, clock
     settings.KAIWA_RATE_STRIKES = 2
     sender = limits.SenderLimit("user:7")
     assert sender.check()
-    assert not sender.check() and not sender.check()
+    assert not sender.check()
+    assert not sender.check()
     assert not sender.exhausted
     clock.now += 1
-    assert sender.check() and sender.strikes == 0
+    assert sender.check()
+    assert sender.strikes == 0
     assert not any(sender.check() for _ in range(3))
     assert sender.exhausted
 
@@ -52,8 +54,10 @@ async def test_sockets_of_one_user_share_a_bucket(settings, clock):
     settings.KAIWA_RATE_MESSAGES_PER_SECOND = 1.0
     settings.KAIWA_RATE_BURST = 2
     first, second, other = (limits.SenderLimit(k) for k in ("user:1", "user:1", "user:2"))
-    assert first.check() and second.check()
-    assert not first.check() and not second.check()
+    assert first.check()
+    assert second.check()
+    assert not first.check()
+    assert not second.check()
     assert other.check()
 
 
@@ -91,7 +95,8 @@ def test_idle_buckets_are_forgotten_without_changing_any_answer(clock):
 
 async def test_user_socket_cap_counts_and_releases(settings):
     settings.KAIWA_MAX_CONNECTIONS_PER_USER = 2
-    assert limits.user_socket_acquire(1) and limits.user_socket_acquire(1)
+    assert limits.user_socket_acquire(1)
+    assert limits.user_socket_acquire(1)
     assert not limits.user_socket_acquire(1)
     assert limits.user_socket_acquire(2)
     limits.user_socket_release(1)

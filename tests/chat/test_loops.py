@@ -13,7 +13,8 @@ async def test_each_name_has_one_object_per_loop():
     first = loops.loop_local("thing", lambda loop: made.append(loop) or object())
     assert loops.loop_local("thing", lambda loop: object()) is first
     assert made == [asyncio.get_running_loop()]
-    assert get_hub() is get_hub() and get_writer() is get_writer()
+    assert get_hub() is get_hub()
+    assert get_writer() is get_writer()
     assert get_hub().loop is asyncio.get_running_loop()
 
 

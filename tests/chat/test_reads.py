@@ -58,7 +58,8 @@ async def test_pending_positions_are_stored_after_the_flush_interval(lobby, sett
     assert (await database_sync_to_async(positions_of)(room))["alice"] == 0
     await asyncio.sleep(0.5)
     assert (await database_sync_to_async(positions_of)(room))["alice"] == 4
-    assert positions.pending == {} and positions.task is None
+    assert positions.pending == {}
+    assert positions.task is None
 
 
 async def test_a_stored_position_never_moves_back(lobby):

@@ -47,7 +47,7 @@ def session_of(user):
 
 
 async def test_removing_a_membership_closes_his_sockets_in_that_room_with_4403(team):
-    alice, bob, tokens = team
+    _, bob, tokens = team
     bob_secret = await join("/ws/chat/secret/", token=tokens["bob"])
     bob_lobby = await join("/ws/chat/lobby/", token=tokens["bob"])
     alice_secret = await join("/ws/chat/secret/", token=tokens["alice"])
@@ -60,7 +60,7 @@ async def test_removing_a_membership_closes_his_sockets_in_that_room_with_4403(t
 
 
 async def test_making_a_room_private_closes_non_members_with_4403(team):
-    alice, bob, tokens = team
+    _, bob, tokens = team
     bob_lobby = await join("/ws/chat/lobby/", token=tokens["bob"])
     alice_lobby = await join("/ws/chat/lobby/", token=tokens["alice"])
 

@@ -85,7 +85,8 @@ def test_a_new_public_room_or_membership_is_left_to_the_writer(alice):
         )
     RoomFactory(slug="lobby")
     _, room = admit(user=alice, session=None, token=None, slug="lobby")
-    assert room.slug == "lobby" and room.read_seq is None  # not a member yet
+    assert room.slug == "lobby"
+    assert room.read_seq is None
     assert not any(q["sql"].startswith(("INSERT", "UPDATE")) for q in queries)
     assert not Membership.objects.exists()
 
@@ -94,7 +95,8 @@ def test_guests_are_admitted_when_enabled(db, settings):
     settings.KAIWA_ALLOW_GUESTS = True
     RoomFactory(slug="lobby")
     user, room = admit(user=None, session=None, token=None, slug="lobby")
-    assert user is None and room.slug == "lobby"
+    assert user is None
+    assert room.slug == "lobby"
 
 
 def test_the_join_carries_the_stored_read_position(alice):

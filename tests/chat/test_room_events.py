@@ -57,20 +57,26 @@ async def test_an_edit_is_a_room_event_every_socket_gets(people):
     alice, bob, _ = people
     a, b = await join(user=alice), await join(user=bob)
     message = await post(a, "helo *all*")
-    assert message["html"] == "<p>helo <em>all</em></p>\n" and message["edited_at"] is None
+    assert message["html"] == "<p>helo <em>all</em></p>\n"
+    assert message["edited_at"] is None
     await a.send_json_to({"type": "edit", "id": message["id"], "message": "hello *all*"})
     for socket in (a, b):
         edit = await next_of(socket, "edit")
-        assert edit["seq"] == message["seq"] + 1 and edit["id"] == message["id"]
-        assert edit["message"] == "hello *all*" and edit["username"] == "alice"
-        assert edit["html"] == "<p>hello <em>all</em></p>\n" and edit["edited_at"]
+        assert edit["seq"] == message["seq"] + 1
+        assert edit["id"] == message["id"]
+        assert edit["message"] == "hello *all*"
+        assert edit["username"] == "alice"
+        assert edit["html"] == "<p>hello <em>all</em></p>\n"
+        assert edit["edited_at"]
     [stored] = await messages_over_rest(bob)
-    assert stored["message"] == "hello *all*" and stored["edited_at"] == edit["edited_at"]
+    assert stored["message"] == "hello *all*"
+    assert stored["edited_at"] == edit["edited_at"]
     assert stored["seq"] == message["seq"]  # a message keeps the seq that created it
     history = await get(bob, f"/api/messages/{message['id']}/history")
     versions = history.json()["versions"]
     assert [v["message"] for v in versions] == ["helo *all*", "hello *all*"]
-    assert versions[0]["edited_at"] is None and versions[1]["edited_at"] == edit["edited_at"]
+    assert versions[0]["edited_at"] is None
+    assert versions[1]["edited_at"] == edit["edited_at"]
 
 
 async def test_only_the_author_edits_and_the_socket_stays(people):
@@ -119,7 +125,9 @@ async def test_a_deletion_leaves_a_tombstone_and_no_text_anywhere(people):
         "id": message["id"],
     }
     [stored] = await messages_over_rest(bob)
-    assert stored["deleted"] is True and stored["message"] == "" and stored["html"] == ""
+    assert stored["deleted"] is True
+    assert stored["message"] == ""
+    assert stored["html"] == ""
     # A resume from before the message replays it deleted, and its edit without text.
     resumed = await join(f"/ws/chat/lobby/?after={message['seq'] - 1}", user=bob)
     kinds = [(f["type"], f["seq"]) for f in resumed.backlog]
@@ -158,12 +166,14 @@ async def test_reactions_are_idempotent_events_with_counts(people):
     await b.send_json_to(thumbs)  # bob's second 👍 is a no-op
     second = await next_of(a, "reaction")
     assert (first["username"], second["username"]) == ("alice", "bob")
-    assert second["seq"] == first["seq"] + 1 and second["on"] is True
+    assert second["seq"] == first["seq"] + 1
+    assert second["on"] is True
     [stored] = await messages_over_rest(alice)
     assert stored["reactions"] == [{"emoji": "👍", "count": 2, "usernames": ["alice", "bob"]}]
     await b.send_json_to({"type": "react", "id": message["id"], "emoji": "👍", "on": False})
     off = await next_of(a, "reaction")
-    assert off["on"] is False and off["seq"] == second["seq"] + 1
+    assert off["on"] is False
+    assert off["seq"] == second["seq"] + 1
     last_seq = await database_sync_to_async(lambda: Room.objects.get(slug="lobby").last_seq)()
     assert last_seq == off["seq"]  # the no-op took no seq
     await b.send_json_to({"type": "react", "id": message["id"], "emoji": "bad emoji", "on": True})
@@ -184,7 +194,8 @@ async def test_a_new_joiner_sees_the_current_state_from_the_feeds_memory(people)
     ]
     resumed = await join("/ws/chat/lobby/?after=0", user=bob)
     assert [f["seq"] for f in resumed.backlog] == [1, 2, 3, 4, 5]
-    assert resumed.backlog[1]["deleted"] is True and resumed.backlog[0]["message"] == "kept"
+    assert resumed.backlog[1]["deleted"] is True
+    assert resumed.backlog[0]["message"] == "kept"
 
 
 async def test_an_error_answering_a_message_repeats_its_client_id(people):
@@ -192,7 +203,8 @@ async def test_an_error_answering_a_message_repeats_its_client_id(people):
     a = await join(user=alice)
     await a.send_json_to({"message": "", "client_id": "c-1"})
     error = await next_of(a, "error")
-    assert error["code"] == "bad_frame" and error["client_id"] == "c-1"
+    assert error["code"] == "bad_frame"
+    assert error["client_id"] == "c-1"
 
 
 def test_rest_edits_deletes_and_reacts(db):
@@ -203,7 +215,8 @@ def test_rest_edits_deletes_and_reacts(db):
     a, b = rest(alice), rest(bob)
     url = f"/api/messages/{message.pk}"
     edited = a.patch(url, {"message": "hi all"}, content_type="application/json")
-    assert edited.status_code == 200 and edited.json()["message"] == "hi all"
+    assert edited.status_code == 200
+    assert edited.json()["message"] == "hi all"
     assert b.patch(url, {"message": "x"}, content_type="application/json").status_code == 403
     assert b.put(f"{url}/reactions/🎉").status_code == 204
     assert b.put(f"{url}/reactions/🎉").status_code == 204  # no-op
@@ -229,7 +242,8 @@ def test_messages_of_private_rooms_are_not_found_for_strangers(db):
         stranger.put(f"/api/messages/{message.pk}/reactions/x"),
         stranger.get("/api/messages/987654/history"),
     ):
-        assert answer.status_code == 404 and answer.json()["code"] == "not_found"
+        assert answer.status_code == 404
+        assert answer.json()["code"] == "not_found"
 
 
 def test_the_admin_deletes_messages_as_tombstones(db):
@@ -244,7 +258,8 @@ def test_the_admin_deletes_messages_as_tombstones(db):
     )
     assert answer.status_code == 302
     message.refresh_from_db()
-    assert message.deleted_at is not None and message.text == ""
+    assert message.deleted_at is not None
+    assert message.text == ""
     assert list(RoomEvent.objects.values_list("seq", "kind")) == [(2, "delete")]
     assert admin.post(f"/admin/chat/message/{message.pk}/delete/").status_code == 403
     assert Message.objects.filter(pk=message.pk).exists()
@@ -256,4 +271,5 @@ async def test_mentions_are_marked_whatever_their_case(people):
     a = await join(user=alice)
     message = await post(a, "hi @BOB and @nobody")
     assert '<span class="mention" data-username="bob">@BOB</span>' in message["html"]
-    assert "@nobody" in message["html"] and 'data-username="nobody"' not in message["html"]
+    assert "@nobody" in message["html"]
+    assert 'data-username="nobody"' not in message["html"]

@@ -162,7 +162,8 @@ async def test_guests_of_one_ip_share_a_message_bucket_and_a_socket_cap(settings
     assert [await post(a), await post(b)] == ["message", "message"]
     assert await post(a) == "error"  # the IP's bucket is empty, whichever socket asks
     c, ready_c = await guest("10.0.0.2")
-    assert ready_c == "ready" and await post(c) == "message"
+    assert ready_c == "ready"
+    assert await post(c) == "message"
     for communicator in (a, b, c):
         await communicator.disconnect()
 
@@ -184,7 +185,8 @@ def test_opening_a_dm_is_rate_limited_as_a_room_creation(alice, bob, settings):
     assert opened.status_code == 201
     assert Room.objects.get(slug=opened.json()["slug"]).created_by == alice
     refused = client.post("/api/dms/", {"username": "carol"}, format="json")
-    assert refused.status_code == 429 and refused.json()["code"] == "rate_limited"
+    assert refused.status_code == 429
+    assert refused.json()["code"] == "rate_limited"
     # An unknown name costs the same as a new conversation: no oracle once limited.
     assert client.post("/api/dms/", {"username": "nobody"}, format="json").status_code == 429
     # Reopening an existing conversation is not a creation.
@@ -199,7 +201,8 @@ def test_room_list_api_pages_with_a_cursor(alice):
     Room.objects.bulk_create([Room(slug=f"r{i:03d}", title=f"r{i:03d}") for i in range(5)])
     client = api_for(alice)
     first = client.get("/api/rooms/?limit=2").json()
-    assert [r["slug"] for r in first["rooms"]] == ["r000", "r001"] and first["next"]
+    assert [r["slug"] for r in first["rooms"]] == ["r000", "r001"]
+    assert first["next"]
     seen = [r["slug"] for r in first["rooms"]]
     cursor = first["next"]
     while cursor:
@@ -215,5 +218,6 @@ def test_room_list_api_limit_defaults_to_200_and_caps_at_500(alice):
     Room.objects.bulk_create([Room(slug=f"r{i:04d}") for i in range(501)])
     client = api_for(alice)
     default = client.get("/api/rooms/").json()
-    assert len(default["rooms"]) == 200 and default["next"] == "r0199"
+    assert len(default["rooms"]) == 200
+    assert default["next"] == "r0199"
     assert len(client.get("/api/rooms/?limit=1000").json()["rooms"]) == 500

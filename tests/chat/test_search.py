@@ -8,7 +8,7 @@ from django.test import Client
 
 from kaiwa.chat import services
 from kaiwa.chat.models import Membership
-from tests.factories import RoomFactory, UserFactory
+from tests.factories import RoomFactory
 from tests.kaiwa_process import base_env, manage
 
 
@@ -49,7 +49,8 @@ def test_it_finds_in_visible_rooms_only_and_never_deleted_messages(alice, bob):
 @pytest.mark.parametrize("params", [{}, {"q": ""}, {"q": " "}, {"q": "x" * 201}])
 def test_it_needs_a_query(alice, params):
     answer = search(alice, **params)
-    assert answer.status_code == 400 and answer.json()["code"] == "bad_request"
+    assert answer.status_code == 400
+    assert answer.json()["code"] == "bad_request"
 
 
 @pytest.mark.e2e

@@ -51,7 +51,8 @@ def test_message_backlog_without_after_is_the_last_messages(alice):
     room = _room_with(10)
     backlog = selectors.message_backlog(room=room, after=None)
     assert seqs(backlog.frames) == [7, 8, 9, 10]
-    assert backlog.reset_seq is None and backlog.latest_seq == 10
+    assert backlog.reset_seq is None
+    assert backlog.latest_seq == 10
 
 
 @override_settings(KAIWA_RESUME_LIMIT=5)

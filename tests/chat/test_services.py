@@ -10,7 +10,9 @@ pytestmark = pytest.mark.django_db
 
 def test_room_join_creates_a_public_room_and_membership(alice):
     room = services.room_join(user=alice, slug="lobby")
-    assert room.slug == "lobby" and not room.private and room.last_seq == 0
+    assert room.slug == "lobby"
+    assert not room.private
+    assert room.last_seq == 0
     assert Membership.objects.filter(room=room, user=alice).exists()
 
 
@@ -59,10 +61,12 @@ def test_message_create_with_same_client_id_returns_the_original(alice):
     again, created_again = services.message_create(
         room=room, user=alice, username="alice", text="hi (retry)", client_id="c-1"
     )
-    assert created and not created_again
+    assert created
+    assert not created_again
     assert (again.pk, again.seq, again.text) == (first.pk, first.seq, "hi")
     room.refresh_from_db()
-    assert room.last_seq == 1 and Message.objects.count() == 1
+    assert room.last_seq == 1
+    assert Message.objects.count() == 1
 
 
 def test_client_id_is_scoped_to_the_author(alice, bob):
@@ -71,7 +75,8 @@ def test_client_id_is_scoped_to_the_author(alice, bob):
     b, created = services.message_create(
         room=room, user=bob, username="bob", text="b", client_id="c"
     )
-    assert created and b.seq == a.seq + 1
+    assert created
+    assert b.seq == a.seq + 1
 
 
 @pytest.mark.parametrize(
@@ -92,7 +97,8 @@ def test_message_create_rejects_bad_text(alice, text, code):
         services.message_create(room=room, user=alice, username="alice", text=text)
     assert info.value.code == code
     room.refresh_from_db()
-    assert room.last_seq == 0 and not Message.objects.exists()
+    assert room.last_seq == 0
+    assert not Message.objects.exists()
 
 
 @pytest.mark.parametrize("client_id", ["", "x" * 65, 7, {"a": 1}])
@@ -154,8 +160,11 @@ def test_membership_read_needs_membership(alice, bob):
 def test_dm_open_is_the_same_private_room_both_ways(alice, bob):
     room, created = services.dm_open(user=alice, other_username="bob")
     again, created_again = services.dm_open(user=bob, other_username="alice")
-    assert created and not created_again and room.pk == again.pk
-    assert room.private and room.slug == f"dm-{min(alice.pk, bob.pk)}-{max(alice.pk, bob.pk)}"
+    assert created
+    assert not created_again
+    assert room.pk == again.pk
+    assert room.private
+    assert room.slug == f"dm-{min(alice.pk, bob.pk)}-{max(alice.pk, bob.pk)}"
     assert set(room.members.values_list("username", flat=True)) == {"alice", "bob"}
 
 

@@ -225,7 +225,7 @@ async def test_a_nul_byte_in_one_post_fails_only_that_post_on_postgresql(cluster
     error = await clients[2].recv()
     while error["type"] == "message":  # the others' messages may come first
         error = await clients[2].recv()
-    assert error["type"] == "error" and error["code"] == "bad_frame", error
+    assert (error["type"], error["code"]) == ("error", "bad_frame"), error
     assert "NUL" in error["detail"]
     async with Rest(a, tokens["alice"]) as rest:
         for _ in range(50):

@@ -142,7 +142,8 @@ async def test_token_endpoint_issues_a_working_token(server):
         body = answer.json()
         assert set(body) == {"token", "username"}
         assert body["username"] == "alice"
-        assert isinstance(body["token"], str) and body["token"]
+        assert isinstance(body["token"], str)
+        assert body["token"]
         rooms = await http.get("/api/rooms/", headers={"Authorization": f"Bearer {body['token']}"})
         assert rooms.status_code == 200
 
@@ -300,7 +301,8 @@ async def test_messages_fan_out_to_every_socket_of_the_room_and_back_to_the_send
     (b2,) = await bob.messages(1)
     assert a2 == b2
     check_message_frame(a2, room=room, username="bob", text="hi alice")
-    assert a2["seq"] == 2 and a2["id"] != a1["id"]
+    assert a2["seq"] == 2
+    assert a2["id"] != a1["id"]
 
     # Nothing leaks to another room, and nothing more reached the room's sockets.
     await carol.ping()
@@ -517,14 +519,17 @@ async def test_bad_frames_get_an_error_and_the_connection_stays_open(server, tok
         await alice.send(frame)
         error = await alice.expect("error")
         assert error["code"] == code, (frame, error)
-        assert isinstance(error["detail"], str) and error["detail"]
+        assert isinstance(error["detail"], str)
+        assert error["detail"]
         await alice.ping()
 
     # Nothing was stored or broadcast; the connection still posts.
     await alice.say("é" * 4000)  # 4000 characters (8000 bytes) is allowed
     (mine,) = await alice.messages(1)
     (seen,) = await bob.messages(1)
-    assert mine == seen and mine["seq"] == 1 and mine["message"] == "é" * 4000
+    assert mine == seen
+    assert mine["seq"] == 1
+    assert mine["message"] == "é" * 4000
     await alice.close()
     await bob.close()
 
@@ -627,7 +632,8 @@ async def test_private_room_admits_its_members_only(server, tokens):
 
         for rest in (alice_rest, bob_rest):
             (room,) = [r for r in await rest.rooms() if r["slug"] == dm]
-            assert room["private"] is True and room["last_seq"] == 2
+            assert room["private"] is True
+            assert room["last_seq"] == 2
             assert [m["message"] for m in await rest.list_messages(dm)] == ["just us", "yes"]
         # carol's attempts stored and broadcast nothing.
         await alice.ping()

@@ -129,7 +129,8 @@ def test_the_next_email_lists_only_what_came_since(room, alice, bob, mailoutbox,
     assert services.missed_message_email_send(user_id=bob.pk) is None  # a new window
     services.missed_message_email_send(user_id=bob.pk, now=later + timedelta(seconds=200))
     assert len(mailoutbox) == 2
-    assert "one" not in mailoutbox[1].body and "@bob two" in mailoutbox[1].body
+    assert "one" not in mailoutbox[1].body
+    assert "@bob two" in mailoutbox[1].body
 
 
 def test_a_batch_is_due_with_its_oldest_row(room, alice, bob, mailoutbox, settings):
@@ -138,7 +139,8 @@ def test_a_batch_is_due_with_its_oldest_row(room, alice, bob, mailoutbox, settin
     say(room, alice, "@bob just now")
     services.missed_message_email_send(user_id=bob.pk)
     (sent,) = mailoutbox
-    assert "early" in sent.body and "just now" in sent.body
+    assert "early" in sent.body
+    assert "just now" in sent.body
 
 
 # --- re-checks just before sending ---------------------------------------------------------
@@ -158,7 +160,8 @@ def test_reading_past_one_message_keeps_the_later_one(room, alice, bob, mailoutb
     chat.membership_read(room=room, user=bob, seq=first.seq)
     services.missed_message_email_send(user_id=bob.pk, now=later)
     (sent,) = mailoutbox
-    assert "not this one" in sent.body and "read this one" not in sent.body
+    assert "not this one" in sent.body
+    assert "read this one" not in sent.body
     assert sorted(rows(bob)) == [("sent", ""), ("skipped", "read")]
 
 
@@ -182,7 +185,8 @@ def test_the_email_shows_the_formatted_text_safely(room, alice, bob, mailoutbox,
     services.missed_message_email_send(user_id=bob.pk, now=later)
     (sent,) = mailoutbox
     html = sent.alternatives[0][0]
-    assert "<em>look</em>" in html and "<script>" not in html
+    assert "<em>look</em>" in html
+    assert "<script>" not in html
     assert '<span class="mention" data-username="bob">@bob</span>' in html
     assert "*look*" in sent.body  # the text part keeps the raw text
 
@@ -268,7 +272,8 @@ def test_the_subject_names_three_authors_at_most(room, bob, mailoutbox, later):
     assert email is not None
     (sent,) = mailoutbox
     assert sent.subject.startswith("Kaiwa: 5 unread messages from author0-")
-    assert sent.subject.endswith(" and others") and "author3" not in sent.subject
+    assert sent.subject.endswith(" and others")
+    assert "author3" not in sent.subject
     assert email.subject == sent.subject[:255]
 
 
@@ -286,7 +291,8 @@ def test_an_email_refused_for_good_is_given_up_and_blocks_nothing(
     later_still = later + timedelta(seconds=settings.KAIWA_EMAIL_BATCH_SECONDS + 1)
     assert services.missed_message_email_send(user_id=bob.pk, now=later_still) is not None
     (email,) = mailoutbox
-    assert "second" in email.body and "first" not in email.body
+    assert "second" in email.body
+    assert "first" not in email.body
 
 
 def test_a_temporary_refusal_stays_pending_for_the_retry(room, alice, bob, later, settings):
@@ -307,6 +313,7 @@ def test_an_email_lists_at_most_the_cap_and_counts_the_rest(
     (email,) = mailoutbox
     listed = [n for n in range(8) if f"number {n}" in email.body]
     assert listed == [0, 1, 2]
-    assert "8 messages" in email.body and "...and 5 more messages, in #general" in email.body
+    assert "8 messages" in email.body
+    assert "...and 5 more messages, in #general" in email.body
     assert "5 more messages" in email.alternatives[0][0]
     assert set(rows(bob)) == {("sent", "")}  # all of them are accounted for

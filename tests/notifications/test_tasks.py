@@ -21,7 +21,8 @@ def test_the_send_task_retries_an_smtp_failure_and_sends_once(room, alice, bob, 
     result = tasks.missed_message_email_send.apply(args=[bob.pk], throw=False)  # eager: no delay
     assert result.successful(), result.traceback
     assert result.result is not None  # the second try sent it
-    assert FlakyBackend.failures == 0 and len(FlakyBackend.outbox) == 1
+    assert FlakyBackend.failures == 0
+    assert len(FlakyBackend.outbox) == 1
     assert tasks.missed_message_email_send.apply(args=[bob.pk]).result is None
     assert len(FlakyBackend.outbox) == 1
 

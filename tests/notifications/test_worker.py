@@ -127,7 +127,8 @@ def test_a_mentioned_user_who_is_away_gets_one_email_when_the_window_closes(stac
     text, html = body_text(email), body_html(email)
     for body in (text, html):
         assert "can you review the release notes?" in body
-        assert "and the changelog," in body and "@bob" in body
+        assert "and the changelog," in body
+        assert "@bob" in body
         assert "no mention here" not in body
         assert f"{BASE_URL}/chat/{room}/" in body
     assert '<span class="mention" data-username="bob">@bob</span>.' in html  # formatted

@@ -62,8 +62,10 @@ class RedisServer:
     def start(self) -> RedisServer:
         log = open(self.log_path, "ab")  # noqa: SIM115 (kept open for the process)
         self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-            + ["--appendonly", "no", "--daemonize", "no"],
+            [
+                *(self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""),
+                *("--appendonly", "no", "--daemonize", "no"),
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
         )

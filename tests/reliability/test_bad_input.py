@@ -64,7 +64,8 @@ def server(tmp_path_factory) -> Iterator[KaiwaServer]:
         "User.objects.filter(username='gone').update(is_active=False)",
     )
     yield server
-    assert server.proc is not None and server.proc.poll() is None, "the server died"
+    assert server.proc is not None
+    assert server.proc.poll() is None, "the server died"
     server.stop()
 
 
@@ -77,7 +78,8 @@ def token(server) -> str:
 def _server_still_serves(server, token) -> Iterator[None]:
     """After each test, whatever it sent: the server runs and admits a join."""
     yield
-    assert server.proc is not None and server.proc.poll() is None, "the server died"
+    assert server.proc is not None
+    assert server.proc.poll() is None, "the server died"
     answer = handshake(server, "/ws/chat/fuzz-health/", additional_headers=bearer(token))
     assert answer[0] == "ready", answer
 
@@ -96,7 +98,8 @@ def open_socket(server: KaiwaServer, path: str, **kwargs: Any) -> ClientConnecti
 
 def recv(ws: ClientConnection) -> dict[str, Any]:
     frame = json.loads(ws.recv(timeout=10))
-    assert isinstance(frame, dict) and isinstance(frame.get("type"), str), frame
+    assert isinstance(frame, dict), frame
+    assert isinstance(frame.get("type"), str), frame
     return frame
 
 
@@ -235,7 +238,8 @@ class Session:
         self.count(expected[0] if expected[0] != "error" else f"error {expected[1]}")
         if expected[0] == "error":
             assert [(f["type"], f.get("code")) for f in got] == [expected], (value, got)
-            assert isinstance(got[0]["detail"], str) and got[0]["detail"]
+            assert isinstance(got[0]["detail"], str)
+            assert got[0]["detail"]
         elif expected[0] == "message":
             if not got:  # the broadcast that acknowledges it may come after the pong
                 got = [recv(self.socket())]

@@ -39,7 +39,8 @@ def server(tmp_path_factory) -> Iterator[KaiwaServer]:
     create_users(env, "alice")
     server = KaiwaServer(env, tmp / "serve.log").start()
     yield server
-    assert server.proc is not None and server.proc.poll() is None, "the server died"
+    assert server.proc is not None
+    assert server.proc.poll() is None, "the server died"
     server.stop()
 
 
@@ -112,7 +113,8 @@ def test_it_closes_a_slowloris_after_a_keep_alive_request(server):
         sock.sendall(b"GET /static/chat/kaiwa.css HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         answer = http.client.HTTPResponse(sock)
         answer.begin()
-        assert answer.status == 200 and not answer.will_close
+        assert answer.status == 200
+        assert not answer.will_close
         answer.read()
         closed_after = dribble(sock, HEAD, gap=0.3)
     assert closed_after is not None, "a second head sent one byte per 0.3 s was still read"
@@ -128,7 +130,8 @@ def test_it_keeps_requests_and_websockets_open_past_the_timeout(server):
     keep_alive = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
     with joined_sync(server, room_name("limits"), token=token) as ws:
         keep_alive.request("GET", "/accounts/login/", headers={"X-Pad": "a" * 32 * 1024})
-        assert keep_alive.getresponse().read() and keep_alive.sock is not None
+        assert keep_alive.getresponse().read()
+        assert keep_alive.sock is not None
         first_socket = keep_alive.sock
 
         assert seconds_until_closed(silent, start) is not None, "a silent connection was left open"
