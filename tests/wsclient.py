@@ -23,7 +23,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection as SyncConnection
 from websockets.sync.client import connect as sync_connect
 
-from tests.kaiwa_process import KaiwaServer
+from tests.kaiwa_process import KaiwaServer, password
 
 TIMEOUT = 10.0
 
@@ -229,6 +229,25 @@ def check_message_frame(
     assert created.utcoffset() is not None
     assert created.utcoffset().total_seconds() == 0
     assert abs((datetime.now(UTC) - created).total_seconds()) < 3600
+
+
+async def signed_in(server: KaiwaServer, name: str) -> httpx.AsyncClient:
+    """An HTTP client that signed ``name`` in through the login form, as a browser
+    does (it holds the ``sessionid`` and ``csrftoken`` cookies); ``aclose`` it."""
+    http = httpx.AsyncClient(base_url=server.http, trust_env=False, timeout=TIMEOUT)
+    page = await http.get("/accounts/login/")
+    assert page.status_code == 200, page.text
+    answer = await http.post(
+        "/accounts/login/",
+        data={
+            "username": name,
+            "password": password(name),
+            "csrfmiddlewaretoken": http.cookies["csrftoken"],
+        },
+    )
+    assert answer.status_code == 302, answer.text
+    assert "sessionid" in http.cookies
+    return http
 
 
 class Rest:

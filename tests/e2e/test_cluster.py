@@ -8,12 +8,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 
-import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from tests.kaiwa_process import KaiwaServer, create_users, manage, password, services_env
-from tests.wsclient import Client, Rest, check_message_frame, room_name
+from tests.kaiwa_process import KaiwaServer, create_users, manage, services_env
+from tests.wsclient import Client, Rest, check_message_frame, room_name, signed_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.services]
 
@@ -250,23 +249,6 @@ def fresh_user(server: KaiwaServer, name: str) -> str:
     return server.token(name)
 
 
-async def session_cookie(server: KaiwaServer, name: str) -> tuple[httpx.AsyncClient, str]:
-    """Log ``name`` in through the login form of ``server``; returns the HTTP
-    client (holding the session) and the ``sessionid`` cookie."""
-    http = httpx.AsyncClient(base_url=server.http, trust_env=False, timeout=10)
-    await http.get("/accounts/login/")
-    answer = await http.post(
-        "/accounts/login/",
-        data={
-            "username": name,
-            "password": password(name),
-            "csrfmiddlewaretoken": http.cookies["csrftoken"],
-        },
-    )
-    assert answer.status_code == 302, answer.text
-    return http, http.cookies["sessionid"]
-
-
 async def closed_within(client: Client, seconds: float = REVOKE_WAIT_SECONDS) -> int | None:
     """The close code the server sends within ``seconds`` (frames before it skipped)."""
     try:
@@ -326,7 +308,8 @@ async def test_a_deactivated_user_is_closed_on_every_process(cluster):
 async def test_a_password_change_closes_the_users_session_sockets(cluster):
     a, b = cluster
     fresh_user(a, "heidi")
-    http, cookie = await session_cookie(a, "heidi")
+    http = await signed_in(a, "heidi")
+    cookie = http.cookies["sessionid"]
     room = room_name()
     on_b = await Client.join(b, room, headers={"Cookie": f"sessionid={cookie}"})
     await asyncio.to_thread(
@@ -339,7 +322,8 @@ async def test_a_password_change_closes_the_users_session_sockets(cluster):
 async def test_logging_out_on_one_process_closes_the_sessions_socket_on_the_other(cluster):
     a, b = cluster
     fresh_user(a, "ivan")
-    http, cookie = await session_cookie(a, "ivan")
+    http = await signed_in(a, "ivan")
+    cookie = http.cookies["sessionid"]
     room = room_name()
     on_b = await Client.join(b, room, headers={"Cookie": f"sessionid={cookie}"})
     answer = await http.post(

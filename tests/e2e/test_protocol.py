@@ -25,6 +25,7 @@ from tests.wsclient import (
     joined_sync,
     refused_or_closed,
     room_name,
+    signed_in,
 )
 
 pytestmark = pytest.mark.e2e
@@ -114,20 +115,9 @@ def check_history(frames: list[dict], room: str, seqs: range) -> None:
 
 async def login(server: KaiwaServer, name: str) -> httpx.Cookies:
     """Log ``name`` in through the login form; returns the cookies (sessionid, csrftoken)."""
-    async with httpx.AsyncClient(base_url=server.http, trust_env=False, timeout=10) as http:
-        page = await http.get("/accounts/login/")
-        assert page.status_code == 200
-        answer = await http.post(
-            "/accounts/login/",
-            data={
-                "username": name,
-                "password": password(name),
-                "csrfmiddlewaretoken": http.cookies["csrftoken"],
-            },
-        )
-        assert answer.status_code == 302, answer.text
-        assert "sessionid" in http.cookies
-        return http.cookies
+    http = await signed_in(server, name)
+    await http.aclose()
+    return http.cookies
 
 
 # --- POST /api/auth/token ---------------------------------------------------------
