@@ -31,10 +31,12 @@ pytestmark = [pytest.mark.e2e, pytest.mark.faults]
 
 OUTBOUND_MESSAGES = 64
 OUTBOUND_BYTES = 256 * 1024  # characters, counted by the server as an upper bound on bytes
-# A longest message of random emoji: 16,000 bytes of UTF-8 (and of Python str),
-# which permessage-deflate cannot shrink.
+# A long message of random emoji: 8,000 bytes of UTF-8, which permessage-deflate
+# cannot shrink; its frame carries it twice (``message`` and ``html``): 16 KB.
+# The whole flood must take less than uvicorn's keepalive (20 s ping + 20 s
+# pong), which would fail the never-reading sockets before their 4408.
 _rng = random.Random(7)
-TEXT = "".join(chr(0x1F300 + _rng.randrange(0x300)) for _ in range(4000))
+TEXT = "".join(chr(0x1F300 + _rng.randrange(0x300)) for _ in range(2000))
 WARMUP = 500  # messages before the measurement: the heap of a fresh process grows, then levels
 FLOOD = 1500  # messages measured: 24 MB to each reader
 SLOW = 4  # readers that never read
@@ -172,11 +174,11 @@ async def test_slow_readers_are_closed_with_4408_and_memory_stays_bounded(server
 
     growth_mib = (after["VmHWM"] - before["VmHWM"]) / 1024
     sampled_growth_mib = (peak_rss - before["VmRSS"]) / 1024
-    flood_mib = FLOOD * len(TEXT.encode()) / 2**20
+    flood_mib = FLOOD * 2 * len(TEXT.encode()) / 2**20  # text and html in each frame
     latencies.sort()
     print(
         f"\nFIGURES slow-consumers: after a warm-up of {WARMUP}, flood={FLOOD} messages of "
-        f"16,000 bytes ({flood_mib:.0f} MiB) "
+        f"16,000 bytes of text and html ({flood_mib:.0f} MiB) "
         f"in {elapsed:.1f} s to {len(FAST)} fast readers and {SLOW} that never read; "
         f"outbound queue {OUTBOUND_MESSAGES} frames / {OUTBOUND_BYTES // 1024} KiB; "
         f"RSS before {before['VmRSS'] / 1024:.0f} MiB, peak growth {growth_mib:.1f} MiB "
