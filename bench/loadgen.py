@@ -539,8 +539,9 @@ class TeamDay:
     # Kaiwa targets only (PROTOCOL.md v2): a post is preceded by `typing`, as
     # the page sends it while one types; one reaction per `react_every` posts
     # and one edit per `edit_every` posts, by random members.
-    react_every: int = 4
-    edit_every: int = 20
+    typing: bool = True
+    react_every: int = 4  # 0: none
+    edit_every: int = 20  # 0: none
     seed: int = 1
 
 
@@ -598,7 +599,7 @@ async def run_team_day(
             client = sockets[i]
             if client is not None and not client.closed.is_set():
                 posts += 1
-                if needs_ready:  # Kaiwa: what the page and bots send besides posts
+                if needs_ready and day.typing:  # Kaiwa: what the page sends as one types
                     client.send_frame({"type": "typing"})
                 client.send_message(i, posts, f"td-{posts}")
                 if needs_ready:
@@ -610,11 +611,11 @@ async def run_team_day(
         picked = sockets[rng.randrange(len(plan))]
         if picked is None or picked.closed.is_set():
             return
-        if n % day.react_every == 0 and picked.last_id is not None:
+        if day.react_every and n % day.react_every == 0 and picked.last_id is not None:
             reactions += 1
             emoji = rng.choice(["+1", "🎉", "👀"])
             picked.send_frame({"type": "react", "id": picked.last_id, "emoji": emoji, "on": True})
-        if n % day.edit_every == 0 and picked.own_ids:
+        if day.edit_every and n % day.edit_every == 0 and picked.own_ids:
             edits += 1
             picked.send_frame({"type": "edit", "id": picked.own_ids[-1], "message": "edited"})
 

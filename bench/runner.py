@@ -19,6 +19,7 @@ noise falls on all of them alike; the report gives medians and ratios.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import platform
@@ -297,6 +298,9 @@ class Scenario:
 
 
 TEAM_DAY = loadgen.TeamDay()
+# The same day with posts and reads only (version 1 clients): the baseline the
+# v2 mix (typing, reactions, edits) is compared with in the same run.
+TEAM_DAY_V1 = dataclasses.replace(TEAM_DAY, typing=False, react_every=0, edit_every=0)
 
 SCENARIOS = {
     s.name: s
@@ -327,6 +331,11 @@ SCENARIOS = {
             f"a post per member every {TEAM_DAY.post_every_s:g} s per room, page-like reads, "
             f"{TEAM_DAY.churn_per_s:.1%} of sockets leaving and resuming each second, "
             f"{TEAM_DAY.seconds:g} s",
+        ),
+        Scenario(
+            "team-day-v1", "team-day", TEAM_DAY.rooms, seconds=TEAM_DAY.seconds,
+            description="team-day with version-1 clients: posts and page-like reads only, "
+            "no typing, reactions or edits (the baseline of the v2 mix)",
         ),
         Scenario(
             "idle-5000", "idle", 1, 5000,
@@ -360,6 +369,7 @@ DEFAULT_SCENARIOS = [
     "read-500",
     "read-each-500",
     "storm-5000",
+    "team-day-v1",
     "team-day",
     "idle-5000",
 ]
@@ -448,7 +458,8 @@ async def run_scenario(target: Target, scenario: Scenario, round_no: int) -> dic
     elif scenario.kind == "steps":
         return await asyncio.to_thread(run_steps, target, scenario.members)
     elif scenario.kind == "team-day":
-        result = await loadgen.run_team_day(urls.__getitem__, TEAM_DAY, tokens, ready, on_start)
+        day = TEAM_DAY_V1 if scenario.name == "team-day-v1" else TEAM_DAY
+        result = await loadgen.run_team_day(urls.__getitem__, day, tokens, ready, on_start)
         PROFILER.stop()
     else:
         # Memory per connection is only meaningful on a fresh process: a heap
