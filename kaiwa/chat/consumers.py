@@ -455,15 +455,24 @@ class ChatConsumer(AsyncWebsocketConsumer):
             else:
                 self._queue(frames.error_frame("rate_limited", self.sender_limit.detail()))
             return
-        common = {"room": self.room, "user": self.user, "message_id": data.get("id")}
+        common: dict[str, object] = {
+            "room": self.room,
+            "user": self.user,
+            "message_id": data.get("id"),
+        }
         if kind == "edit":
-            await db.run_write(services.message_edit, text=data.get("message"), **common)
-        elif kind == "delete":
-            await db.run_write(services.message_delete, **common)
-        else:
-            await db.run_write(
-                services.reaction_set, emoji=data.get("emoji"), on=data.get("on"), **common
+            request = services.EventRequest(
+                services.message_edit, {**common, "text": data.get("message")}
             )
+        elif kind == "delete":
+            request = services.EventRequest(services.message_delete, common)
+        else:
+            request = services.EventRequest(
+                services.reaction_set, {**common, "emoji": data.get("emoji"), "on": data.get("on")}
+            )
+        outcome = await get_writer().room_event(request)
+        if isinstance(outcome, ChatError):
+            raise outcome
 
     async def _post(self, data: dict[str, Any]) -> None:
         assert self.room is not None  # frames are read only after the join

@@ -5,7 +5,7 @@ Each service runs under ``transaction.atomic`` and queues its broadcast with
 """
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -832,6 +832,32 @@ def reaction_set(
             username=user.username,
             data={"emoji": emoji, "on": on},
         )
+
+
+@dataclass(frozen=True)
+class EventRequest:
+    """A room event a socket asks for: ``service`` (``message_edit``,
+    ``message_delete`` or ``reaction_set``) and its keyword arguments."""
+
+    service: Callable[..., RoomEvent | None]
+    kwargs: dict[str, object]
+
+
+def room_event_batch(*, requests: Sequence[EventRequest]) -> list[object]:
+    """Run the room events of several sockets in one transaction (one commit,
+    as posts are batched), each in its own savepoint so that a refused one
+    (a ChatError, returned in its place) leaves the others. Returns, per
+    request, what its service returned or the ChatError it raised; a
+    database error fails the whole batch (raised)."""
+    results: list[object] = []
+    with transaction.atomic():
+        for request in requests:
+            try:
+                with transaction.atomic():
+                    results.append(request.service(**request.kwargs))
+            except ChatError as exc:
+                results.append(exc)
+    return results
 
 
 def message_html_render(*, text: str, room: Room | None = None) -> str:

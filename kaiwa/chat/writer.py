@@ -54,6 +54,7 @@ class MessageWriter:
         self.queue: list[tuple[services.Post, asyncio.Future[Any]]] = []
         self.members: list[tuple[tuple[int, int], asyncio.Future[Any]]] = []
         self.rooms: list[tuple[services.RoomRequest, asyncio.Future[Any]]] = []
+        self.events: list[tuple[services.EventRequest, asyncio.Future[Any]]] = []
         self.task: asyncio.Task[None] | None = None
 
     async def create_room(self, slug: str, creator: services.Creator) -> Room:
@@ -80,6 +81,16 @@ class MessageWriter:
         if self.task is None:
             self.task = self.loop.create_task(self._run())
 
+    async def room_event(self, request: services.EventRequest) -> Any:
+        """Store an edit, deletion or reaction (``request``) with the other
+        room events of the moment in one transaction
+        (``services.room_event_batch``); returns what its service returned.
+        Raises its ChatError, or what storing raised."""
+        future: asyncio.Future[Any] = self.loop.create_future()
+        self.events.append((request, future))
+        self._wake()
+        return await future
+
     async def submit(self, post: services.Post) -> tuple[Message, bool]:
         """Store ``post``; returns ``(message, created)`` once committed.
 
@@ -92,7 +103,7 @@ class MessageWriter:
 
     async def _run(self) -> None:
         try:
-            while self.queue or self.members or self.rooms:
+            while self.queue or self.members or self.rooms or self.events:
                 if self.rooms:
                     rooms, self.rooms = self.rooms[:MAX_BATCH], self.rooms[MAX_BATCH:]
                     await self._store_rooms(rooms)
@@ -102,6 +113,9 @@ class MessageWriter:
                 if self.queue:
                     batch, self.queue = self.queue[:MAX_BATCH], self.queue[MAX_BATCH:]
                     await self._store(batch)
+                if self.events:
+                    events, self.events = self.events[:MAX_BATCH], self.events[MAX_BATCH:]
+                    await self._store_events(events)
         finally:
             self.task = None
 
@@ -146,6 +160,19 @@ class MessageWriter:
             return
         for (_, future), result in zip(batch, results, strict=True):
             settle(future, result)  # a ChatError: refused, the author may not post
+
+    async def _store_events(
+        self, events: list[tuple[services.EventRequest, asyncio.Future[Any]]]
+    ) -> None:
+        results: list[Any]
+        try:
+            results = await db.run_write(
+                services.room_event_batch, requests=[request for request, _ in events]
+            )
+        except Exception as exc:  # noqa: BLE001 (raised to every waiter by settle)
+            results = [exc] * len(events)
+        for (_, future), result in zip(events, results, strict=True):
+            settle(future, result)
 
     async def _store_one(self, store: Any, item: tuple[services.Post, asyncio.Future[Any]]) -> None:
         post, future = item

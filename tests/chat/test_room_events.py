@@ -273,3 +273,32 @@ async def test_mentions_are_marked_whatever_their_case(people):
     assert '<span class="mention" data-username="bob">@BOB</span>' in message["html"]
     assert "@nobody" in message["html"]
     assert 'data-username="nobody"' not in message["html"]
+
+
+def test_room_events_of_many_sockets_share_one_transaction_and_a_refusal_stays_alone(db):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from kaiwa.chat import services
+    from kaiwa.chat.errors import MessageForbidden
+
+    alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
+    room = RoomFactory(slug="lobby")
+    message = Message.objects.create(room=room, seq=1, author=alice, username="alice", text="hi")
+    Room.objects.filter(pk=room.pk).update(last_seq=1)
+    common = {"room": room, "message_id": message.pk}
+    requests = [
+        services.EventRequest(
+            services.reaction_set, {**common, "user": bob, "emoji": "+1", "on": True}
+        ),
+        services.EventRequest(services.message_edit, {**common, "user": bob, "text": "not yours"}),
+        services.EventRequest(services.message_edit, {**common, "user": alice, "text": "hi all"}),
+    ]
+    with CaptureQueriesContext(connection) as queries:
+        results = services.room_event_batch(requests=requests)
+    assert isinstance(results[1], MessageForbidden)
+    assert [r.seq for r in (results[0], results[2])] == [2, 3]  # gapless: the refusal took no seq
+    # One outer transaction: a savepoint per request, inside it.
+    assert sum("SAVEPOINT" in q["sql"] and "RELEASE" not in q["sql"] for q in queries) >= 3
+    message.refresh_from_db()
+    assert message.text == "hi all"
