@@ -10,7 +10,7 @@ nesting deeper than the parser's recursion limit, and lone UTF-16 surrogates
 (orjson refuses both on the WebSocket side alike).
 """
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import IO, Any
 
 from rest_framework.exceptions import APIException, ParseError
@@ -33,39 +33,30 @@ PROTOCOL_CODES = {
 }
 
 
-def has_lone_surrogate(value: object) -> bool:
-    """Whether any string in the JSON value ``value`` (keys included) holds a
-    lone surrogate (U+D800 to U+DFFF). Iterative: ``value`` may be nested as
-    deep as the parser allowed."""
-    stack: list[object] = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if any("\ud800" <= ch <= "\udfff" for ch in item):
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
-
-
-def has_nul(value: Any) -> bool:
-    """Whether any string in the JSON value ``value`` (keys included) holds a
-    NUL character (U+0000), which PostgreSQL cannot store in any text column."""
+def strings_of(value: Any) -> Iterator[str]:
+    """Every string in the JSON value ``value``, keys included. Iterative:
+    ``value`` may be nested as deep as the parser allowed."""
     stack = [value]
     while stack:
         item = stack.pop()
         if isinstance(item, str):
-            if "\x00" in item:
-                return True
+            yield item
         elif isinstance(item, dict):
             stack.extend(item.keys())
             stack.extend(item.values())
         elif isinstance(item, list):
             stack.extend(item)
-    return False
+
+
+def has_lone_surrogate(value: Any) -> bool:
+    """Whether any string in ``value`` holds a lone surrogate (U+D800 to U+DFFF)."""
+    return any(any("\ud800" <= ch <= "\udfff" for ch in s) for s in strings_of(value))
+
+
+def has_nul(value: Any) -> bool:
+    """Whether any string in ``value`` holds a NUL character (U+0000), which
+    PostgreSQL cannot store in any text column."""
+    return any("\x00" in s for s in strings_of(value))
 
 
 class UnstorableText(APIException):

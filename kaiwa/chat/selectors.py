@@ -12,7 +12,7 @@ from . import frames
 from .errors import MessageNotFound, RoomNotFound
 from .formatting import message_html
 from .models import DM_PREFIX, Membership, Message, Reaction, Room, RoomEvent
-from .validators import room_slug_check
+from .validators import message_id_check, room_slug_check
 
 MESSAGE_PAGE_MAX = 200
 ROOM_PAGE_DEFAULT = 200  # rooms per GET /api/rooms/ page without ?limit=
@@ -105,10 +105,11 @@ def message_get_visible(*, user: User, message_id: object) -> Message:
     """The message ``message_id`` (deleted ones included) if ``user`` may see
     its room; raises MessageNotFound otherwise, alike for an unknown id and
     a message of a private room he is not in."""
-    text = str(message_id)
-    if not text.isascii() or not text.isdigit() or len(text) > 18:
-        raise MessageNotFound("No such message.")
-    message = Message.objects.select_related("room").filter(pk=int(text)).first()
+    message = (
+        Message.objects.select_related("room")
+        .filter(pk=message_id_check(message_id=message_id))
+        .first()
+    )
     if message is None or not room_list_visible(user=user).filter(pk=message.room_id).exists():
         raise MessageNotFound("No such message.")
     return message
@@ -125,14 +126,9 @@ def message_versions(*, message: Message) -> list[dict[str, Any]]:
     result = []
     for index, (text, since) in enumerate(texts):
         edited = None if index == 0 or since is None else frames.timestamp(since)
-        html = message.html if index == len(texts) - 1 else message_html_of(text)
+        html = message.html if index == len(texts) - 1 else message_html(text=text)
         result.append({"message": text, "html": html, "edited_at": edited})
     return result
-
-
-def message_html_of(text: str) -> str:
-    """The ``html`` of a former text (kaiwa.chat.formatting; every ``@name`` marked)."""
-    return message_html(text=text)
 
 
 def message_list(

@@ -37,7 +37,7 @@ from .errors import (
 )
 from .formatting import MENTION_PATTERN, MENTION_TRAILING, message_html
 from .models import DM_PREFIX, Membership, Message, MessageVersion, Reaction, Room, RoomEvent
-from .validators import room_slug_check
+from .validators import message_id_check, room_slug_check
 
 
 def room_join(*, user: User | None, slug: str) -> Room:
@@ -680,18 +680,6 @@ def emoji_check(*, emoji: object) -> str:
     if not isinstance(emoji, str) or not 1 <= len(emoji) <= 32 or any(c.isspace() for c in emoji):
         raise MessageInvalid("'emoji' must be 1 to 32 characters without whitespace.")
     return text_storable_check(value=emoji, name="emoji")
-
-
-def message_id_check(*, message_id: object) -> int:
-    """The message id of a frame or URL. Raises MessageInvalid (``bad_frame``)
-    when it is missing or not a string or integer, MessageNotFound
-    (``not_found``) for one that cannot name a message (not digits)."""
-    if isinstance(message_id, bool) or not isinstance(message_id, int | str):
-        raise MessageInvalid("'id' must be the id of a message (a string).")
-    text = str(message_id)
-    if not text.isascii() or not text.isdigit() or len(text) > 18:
-        raise MessageNotFound("No such message.")
-    return int(text)
 
 
 def _message_locked(*, room: Room, message_id: int) -> Message:

@@ -106,7 +106,7 @@ class MessageWriter:
             while self.queue or self.members or self.rooms or self.events:
                 if self.rooms:
                     rooms, self.rooms = self.rooms[:MAX_BATCH], self.rooms[MAX_BATCH:]
-                    await self._store_rooms(rooms)
+                    await self._store_each(services.room_create_batch, rooms)
                 if self.members:
                     joins, self.members = self.members[:MAX_BATCH], self.members[MAX_BATCH:]
                     await self._store_members(joins)
@@ -115,22 +115,21 @@ class MessageWriter:
                     await self._store(batch)
                 if self.events:
                     events, self.events = self.events[:MAX_BATCH], self.events[MAX_BATCH:]
-                    await self._store_events(events)
+                    await self._store_each(services.room_event_batch, events)
         finally:
             self.task = None
 
-    async def _store_rooms(
-        self, rooms: list[tuple[services.RoomRequest, asyncio.Future[Any]]]
-    ) -> None:
+    async def _store_each(self, service: Any, items: list[tuple[Any, asyncio.Future[Any]]]) -> None:
+        """Run ``service(requests=[...])`` (room creations, room events) on the
+        write thread; each waiter gets its own result, or its ChatError (a
+        creator refused, an event refused), or the error of the whole batch."""
         results: list[Any]
         try:
-            results = await db.run_write(
-                services.room_create_batch, requests=[request for request, _ in rooms]
-            )
+            results = await db.run_write(service, requests=[request for request, _ in items])
         except Exception as exc:  # noqa: BLE001 (raised to every waiter by settle)
-            results = [exc] * len(rooms)
-        for (_, future), result in zip(rooms, results, strict=True):
-            settle(future, result)  # a ChatError: this creator was refused
+            results = [exc] * len(items)
+        for (_, future), result in zip(items, results, strict=True):
+            settle(future, result)
 
     async def _store_members(
         self, joins: list[tuple[tuple[int, int], asyncio.Future[Any]]]
@@ -160,19 +159,6 @@ class MessageWriter:
             return
         for (_, future), result in zip(batch, results, strict=True):
             settle(future, result)  # a ChatError: refused, the author may not post
-
-    async def _store_events(
-        self, events: list[tuple[services.EventRequest, asyncio.Future[Any]]]
-    ) -> None:
-        results: list[Any]
-        try:
-            results = await db.run_write(
-                services.room_event_batch, requests=[request for request, _ in events]
-            )
-        except Exception as exc:  # noqa: BLE001 (raised to every waiter by settle)
-            results = [exc] * len(events)
-        for (_, future), result in zip(events, results, strict=True):
-            settle(future, result)
 
     async def _store_one(self, store: Any, item: tuple[services.Post, asyncio.Future[Any]]) -> None:
         post, future = item
