@@ -169,6 +169,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- channel layer and Celery ---------------------------------------------------
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
+# Every Redis key and channel of Kaiwa starts with this (two deployments, or
+# test runs, may share one Redis).
+KAIWA_REDIS_PREFIX = os.environ.get("KAIWA_REDIS_PREFIX", "kaiwa")
 if REDIS_URL:
     # One Redis pub/sub subscription per room per process: the fan-out hub
     # (kaiwa.chat.fanout) joins one group per room, never one per socket.
@@ -177,7 +180,7 @@ if REDIS_URL:
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {
                 "hosts": [REDIS_URL],
-                "prefix": os.environ.get("KAIWA_REDIS_PREFIX", "kaiwa"),
+                "prefix": KAIWA_REDIS_PREFIX,
             },
         }
     }
@@ -191,7 +194,7 @@ if REDIS_URL:
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": os.environ.get("KAIWA_REDIS_PREFIX", "kaiwa") + ":cache",
+            "KEY_PREFIX": KAIWA_REDIS_PREFIX + ":cache",
         }
     }
     # Django's own Redis cache increments atomically (INCRBY), which is what
@@ -217,9 +220,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     # Kaiwa's queues live under KAIWA_REDIS_PREFIX, like its channels: two
     # deployments (or test runs) on one Redis never take each other's tasks.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "global_keyprefix": os.environ.get("KAIWA_REDIS_PREFIX", "kaiwa") + ":celery:"
-    }
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": KAIWA_REDIS_PREFIX + ":celery:"}
 # The beat embedded in `kaiwa worker` (kaiwa.cli) keeps its schedule in memory:
 # its only job, the sweep (CELERY_BEAT_SCHEDULE below), is idempotent, so a
 # restart or two beats do no harm.
@@ -345,6 +346,11 @@ KAIWA_MAX_MESSAGE_CHARS = env_int("KAIWA_MAX_MESSAGE_CHARS", 4000)
 KAIWA_EDIT_WINDOW_SECONDS = env_float("KAIWA_EDIT_WINDOW_SECONDS", 0.0)
 # `typing` is not relayed in rooms with more members than this (PROTOCOL.md).
 KAIWA_TYPING_MAX_MEMBERS = env_int("KAIWA_TYPING_MAX_MEMBERS", 100)
+# Presence (PROTOCOL.md section 3): a user is offline once no socket of his has
+# been open for this long (seconds); `presence` frames go to rooms of at most
+# KAIWA_PRESENCE_MAX_MEMBERS members (0: to none; REST still answers).
+KAIWA_PRESENCE_GRACE_SECONDS = env_float("KAIWA_PRESENCE_GRACE_SECONDS", 30.0)
+KAIWA_PRESENCE_MAX_MEMBERS = env_int("KAIWA_PRESENCE_MAX_MEMBERS", 200)
 KAIWA_OUTBOUND_MAX_MESSAGES = env_int("KAIWA_OUTBOUND_MAX_MESSAGES", 1000)
 KAIWA_OUTBOUND_MAX_BYTES = env_int("KAIWA_OUTBOUND_MAX_BYTES", 1024 * 1024)
 KAIWA_GAP_GRACE_SECONDS = env_float("KAIWA_GAP_GRACE_SECONDS", 0.2)

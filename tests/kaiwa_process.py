@@ -40,6 +40,8 @@ def base_env(**extra: str) -> dict[str, str]:
         KAIWA_MAX_ROOMS_PER_USER="0",
         # Tests sign many users in from 127.0.0.1; tests of the limit set their own.
         KAIWA_SIGNIN_RATE_PER_IP="100000/m",
+        # As tests/settings.py: no `presence` frames racing scripted sequences.
+        KAIWA_PRESENCE_MAX_MEMBERS="0",
     )
     env.update(extra)
     return env

@@ -1,10 +1,12 @@
-"""REST API of PROTOCOL.md section 5: rooms, messages, read positions, DMs."""
+"""REST API of PROTOCOL.md section 5: rooms, messages, read positions, DMs,
+search, presence."""
 
 from typing import Any, overload
 
 import orjson
 from django.db import Error as DatabaseError
 from django.http import HttpResponse
+from redis.exceptions import RedisError
 from rest_framework.exceptions import APIException
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -12,7 +14,7 @@ from rest_framework.views import APIView
 
 from kaiwa.requests import AuthenticatedRequest
 
-from . import frames, limits, selectors, services
+from . import frames, limits, presence, selectors, services
 from .errors import ChatError, MessageRateLimited, Unavailable
 from .models import room_slug_validator
 from .selectors import MESSAGE_PAGE_MAX, ROOM_PAGE_DEFAULT, ROOM_PAGE_MAX
@@ -247,3 +249,23 @@ class SearchAPI(ChatAPIView):
 
 
 SEARCH_QUERY_MAX = 200  # characters of a search query
+
+
+class PresenceAPI(ChatAPIView):
+    """``GET /api/rooms/<room>/presence``: 200 ``{"users": [{"username",
+    "status"}]}``, the room's members who are not offline, by username; 404
+    for a room you cannot see; 503 ``unavailable`` when Redis does not answer."""
+
+    def get(self, request: AuthenticatedRequest, room: str) -> HttpResponse:
+        found = selectors.room_get_visible(user=request.user, slug=room)
+        members = selectors.room_members(room=found)
+        try:
+            statuses = presence.room_presence([user for user, _ in members])
+        except RedisError as exc:
+            raise Unavailable("Presence is unavailable.") from exc
+        users = [
+            {"username": name, "status": statuses[user]}
+            for user, name in members
+            if user in statuses
+        ]
+        return json_response({"users": users})

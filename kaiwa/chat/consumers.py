@@ -32,6 +32,7 @@ from .errors import ChatError, NotAuthenticated, RoomForbidden, Unavailable
 from .fanout import RAW_SEND_KEY, Outbox, OutboxOverflow, RoomFeed, get_hub
 from .joins import get_admitter
 from .models import Room
+from .presence import SOCKET_STATUSES, get_presence
 from .reads import get_read_positions
 from .writer import get_writer
 
@@ -163,6 +164,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.typing_sent = 0.0  # monotonic time of the last `start` relayed; 0: none
         self.typing_checked_until = 0.0
         self.typing_room_small = True
+        self.presence_open = False  # counted in this process's presence
         # The scope as ASGI has it, open to the keys Kaiwa's middleware adds.
         scope: Mapping[str, Any] = self.scope
         self.outbox = Outbox(
@@ -292,6 +294,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         ready = {"type": "ready", "room": slug, "seq": self.last_seq, "username": self.username}
         await self._send_now(frames.encode(ready))
         self.ready = True
+        if self.user_id is not None:
+            get_presence().open(self.user_id, self.socket_id)
+            self.presence_open = True
         for seq, frame in self.early:
             self.deliver(seq, frame)
         self.early = []
@@ -395,6 +400,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 await self._room_event(kind, data)
             elif kind == "typing":
                 await self._typing(data)
+            elif kind == "presence":
+                self._presence(data)
             else:
                 self._queue(frames.error_frame("bad_frame", f"Unknown frame type {kind!r}."))
         except (NotAuthenticated, RoomForbidden) as exc:  # access lost: nothing stored
@@ -442,7 +449,18 @@ class ChatConsumer(AsyncWebsocketConsumer):
             "username": self.username,
             "state": state,
         }
-        get_hub().publish_transient(self.room_slug, frames.encode(frame), self.user_id)
+        get_hub().publish_transient(self.room_slug, [frames.encode(frame)], self.user_id)
+
+    def _presence(self, data: dict[str, Any]) -> None:
+        """This socket is ``online`` (active) or ``away`` (idle or hidden);
+        never stored, answered by nothing (kaiwa.chat.presence announces the
+        user's change of status, if any, within FLUSH_SECONDS)."""
+        status = data.get("status")
+        if status not in SOCKET_STATUSES:
+            raise ChatError("'status' must be 'online' or 'away'.", code="bad_frame")
+        if self.user_id is None:
+            raise ChatError("Guests have no presence.", code="bad_frame")
+        get_presence().set(self.user_id, self.socket_id, status)
 
     async def _room_event(self, kind: str, data: dict[str, Any]) -> None:
         """An ``edit``, ``delete`` or ``react`` frame: stored as a room event by
@@ -530,6 +548,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             limits.user_socket_release(self.socket_slot)
             self.socket_slot = None
         self.outbox.close()
+        if self.presence_open and self.user_id is not None:
+            get_presence().close(self.user_id, self.socket_id)
+            self.presence_open = False
         if self.feed is not None and self.room is not None:
             hub = get_hub()
             await hub.leave_room(self.room.slug, self)

@@ -68,9 +68,10 @@ logger = logging.getLogger(__name__)
 
 ROOM_MESSAGE = "room.message"
 ROOM_FORGET = "room.forget"
-# A frame for a room's sockets that is never stored and carries no seq
-# (``typing``): {"room", "frame", "user" (the sender's id, whose own sockets
-# skip it), "process"}.
+# Frames for a room's sockets that are never stored and carry no seq
+# (``typing``, ``presence``): {"room", "frames" (a list: one channel-layer
+# message carries all of a moment's frames for a room), "user" (the sender's
+# id, whose own sockets skip them; None: every socket), "process"}.
 ROOM_TRANSIENT = "room.transient"
 # Access may have changed: the sockets concerned re-run their admission
 # (``ChatConsumer.revalidate``) and close with 4401, 4403 or 4404 if it fails.
@@ -608,13 +609,14 @@ class Hub:
                 for socket in list(feed.subscribers):
                     self.spawn(socket.revalidate())
 
-    def publish_transient(self, slug: str, frame: str, user_id: int | None) -> None:
-        """Send ``frame`` (never stored, no seq: ``typing``) to the sockets of
-        room ``slug`` in every process, but those of user ``user_id``."""
+    def publish_transient(self, slug: str, frames: list[str], user_id: int | None) -> None:
+        """Send ``frames`` (never stored, no seq: ``typing``, ``presence``) to
+        the sockets of room ``slug`` in every process, in one channel-layer
+        message, but to those of user ``user_id`` (None: to all)."""
         event = {
             "type": ROOM_TRANSIENT,
             "room": slug,
-            "frame": frame,
+            "frames": frames,
             "user": user_id,
             "process": self.process_id,
         }
@@ -629,7 +631,8 @@ class Hub:
         sender = event.get("user")
         for subscriber in tuple(feed.subscribers):
             if sender is None or subscriber.user_id != sender:
-                subscriber.deliver_event(event["frame"])
+                for frame in event["frames"]:
+                    subscriber.deliver_event(frame)
 
     def _deliver_user_event(self, event: dict[str, Any]) -> None:
         origin = event.get("origin")

@@ -3,7 +3,8 @@
 ``kaiwa serve`` runs uvicorn with the lifespan protocol on. At shutdown,
 after uvicorn has closed the sockets (1012) and waited for their consumers,
 the process writes the read positions still pending (kaiwa.chat.reads) and
-closes its fan-out hub (its channel-layer reader and watchers), so nothing
+the last presence entries of its users (kaiwa.chat.presence), and closes its
+fan-out hub (its channel-layer reader and watchers), so nothing
 accepted is lost and no task is left running.
 """
 
@@ -16,10 +17,14 @@ logger = logging.getLogger(__name__)
 
 
 async def process_shutdown() -> None:
-    """Flush this loop's pending read positions, then close its hub (if they exist)."""
+    """Flush this loop's pending read positions and presence entries, then
+    close its hub (those that exist)."""
     positions = loops.existing("read_positions")
     if positions is not None:
         await positions.flush()
+    presence = loops.existing("presence")
+    if presence is not None:
+        await presence.shutdown()
     hub = loops.existing("hub")
     if hub is not None:
         await hub.close()

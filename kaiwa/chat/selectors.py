@@ -6,7 +6,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import connection
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 
 from . import frames
 from .errors import MessageNotFound, RoomNotFound
@@ -52,6 +52,34 @@ def room_page(*, user: User, after: str | None, limit: int) -> tuple[list[Room],
 def room_member_count(*, room_id: int) -> int:
     """How many members the room has (one query)."""
     return Membership.objects.filter(room_id=room_id).count()
+
+
+def presence_rooms(*, user_ids: list[int], max_members: int) -> list[tuple[int, str, str]]:
+    """``[(user id, username, room slug)]`` for every membership of
+    ``user_ids`` in a room of at most ``max_members`` members: where their
+    ``presence`` frames go (PROTOCOL.md section 3). Two queries."""
+    rows = list(
+        Membership.objects.filter(user_id__in=user_ids).values_list(
+            "user_id", "user__username", "room_id", "room__slug"
+        )
+    )
+    large = set(
+        Membership.objects.filter(room_id__in={room for _, _, room, _ in rows})
+        .values("room_id")
+        .annotate(n=Count("id"))
+        .filter(n__gt=max_members)
+        .values_list("room_id", flat=True)
+    )
+    return [(user, name, slug) for user, name, room, slug in rows if room not in large]
+
+
+def room_members(*, room: Room) -> list[tuple[int, str]]:
+    """``[(user id, username)]`` of the room's members, by username (one query)."""
+    return list(
+        Membership.objects.filter(room=room)
+        .order_by("user__username")
+        .values_list("user_id", "user__username")
+    )
 
 
 def room_unread_counts(*, user: User, room_ids: list[int]) -> dict[int, tuple[int, int]]:

@@ -143,6 +143,8 @@ def expected_answer(frame: Any, cids: dict[str, str]) -> tuple[Any, ...]:
             if frame.get("state", "start") in ("start", "stop")
             else ("error", "bad_frame")
         )
+    if kind == "presence":  # noted, never answered (frames go to others); else bad_frame
+        return ("none",) if frame.get("status") in ("online", "away") else ("error", "bad_frame")
     return ("error", "bad_frame")  # unknown types
 
 
@@ -313,6 +315,9 @@ CORPUS_ERRORS = [
     ('{"type": "read", "seq": true}', "bad_frame"),
     ('{"type": "typing", "state": "maybe"}', "bad_frame"),
     ('{"type": "typing", "state": 1}', "bad_frame"),
+    ('{"type": "presence"}', "bad_frame"),
+    ('{"type": "presence", "status": "offline"}', "bad_frame"),
+    ('{"type": "presence", "status": ["away"]}', "bad_frame"),
     ('{"type": "edit", "seq": 1, "message": "x"}', "bad_frame"),
     ('{"type": "delete", "seq": 1}', "bad_frame"),
     ('{"type": "delete", "id": "no-such"}', "not_found"),
@@ -417,7 +422,18 @@ frame_objects = st.fixed_dictionaries(
     {},
     optional={
         "type": st.sampled_from(
-            ["message", "ping", "read", "typing", "edit", "delete", "react", "", "Message"]
+            [
+                "message",
+                "ping",
+                "read",
+                "typing",
+                "presence",
+                "edit",
+                "delete",
+                "react",
+                "",
+                "Message",
+            ]
         )
         | json_values,
         # Ids that name no message: digit strings and integers could name one.
@@ -425,6 +441,7 @@ frame_objects = st.fixed_dictionaries(
         "emoji": st.text(max_size=34) | json_values,
         "on": st.booleans() | json_values,
         "state": st.sampled_from(["start", "stop", "Start", ""]) | json_values,
+        "status": st.sampled_from(["online", "away", "offline", "Away"]) | json_values,
         "message": st.text(max_size=20)
         | st.text(min_size=3990, max_size=4010, alphabet="ab")
         | json_values,
