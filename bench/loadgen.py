@@ -49,6 +49,7 @@ class Tally:
     resets: int = 0
     events: int = 0  # edit, delete and reaction frames received (room events with a seq)
     typing: int = 0  # typing frames received
+    presence: int = 0  # presence frames received
     last_receive_ns: int = 0
     expected: int = 0
     done: asyncio.Event = field(default_factory=asyncio.Event)
@@ -117,6 +118,8 @@ class Client(WSListener):
             self._on_event(data)
         elif data.get("type") == "typing":
             self.tally.typing += 1
+        elif data.get("type") == "presence":
+            self.tally.presence += 1
         elif data.get("type") == "error":
             self.tally.errors += 1
         elif data.get("type") == "reset":  # the page reloads history over REST
@@ -542,6 +545,10 @@ class TeamDay:
     typing: bool = True
     react_every: int = 4  # 0: none
     edit_every: int = 20  # 0: none
+    # Each user's tab goes hidden once per `away_every_s` on average (the page
+    # then sends `presence` `away` on his sockets, and `online` when he comes
+    # back 2 to 10 s later); 0: never.
+    away_every_s: float = 60.0
     seed: int = 1
 
 
@@ -642,7 +649,40 @@ async def run_team_day(
             task.add_done_callback(tasks.discard)
         await asyncio.gather(*tasks)
 
-    await asyncio.gather(post_loop(), churn_loop())
+    sockets_of: dict[int, list[int]] = {}
+    for i, (_, user) in enumerate(plan):
+        sockets_of.setdefault(user, []).append(i)
+    presence_sent = 0
+
+    def say_presence(user: int, status: str) -> None:
+        nonlocal presence_sent
+        for i in sockets_of.get(user, ()):
+            client = sockets[i]
+            if client is not None and not client.closed.is_set():
+                client.send_frame({"type": "presence", "status": status})
+                presence_sent += 1
+
+    async def away_spell(user: int) -> None:
+        say_presence(user, "away")
+        await asyncio.sleep(rng.uniform(2.0, 10.0))
+        say_presence(user, "online")
+
+    async def presence_loop() -> None:
+        if not (needs_ready and day.away_every_s):
+            return
+        rate = len(sockets_of) / day.away_every_s  # away spells per second, all users
+        loop = asyncio.get_running_loop()
+        end = loop.time() + day.seconds
+        tasks = set()
+        users = list(sockets_of)
+        while loop.time() < end:
+            await asyncio.sleep(rng.expovariate(rate))
+            task = loop.create_task(away_spell(rng.choice(users)))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        await asyncio.gather(*tasks)
+
+    await asyncio.gather(post_loop(), churn_loop(), presence_loop())
     elapsed = (time.perf_counter_ns() - started) / 1e9
     await asyncio.sleep(3.0)  # the last deliveries and trailing reads
     lost = tally.gaps
@@ -671,7 +711,10 @@ async def run_team_day(
         "reactions_sent": reactions,
         "edits_sent": edits,
         "events_received": tally.events,
+        "typing_sent": posts if needs_ready and day.typing else 0,
         "typing_received": tally.typing,
+        "presence_sent": presence_sent,
+        "presence_received": tally.presence,
         "resumes": len(resumes),
         "resume_p99_ms": percentile(resumes, 99),
         "lost": lost,

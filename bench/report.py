@@ -52,7 +52,7 @@ def _idle_table(per_target: dict[str, list[dict[str, float]]], targets: list[str
 
 def _team_day_table(per_target: dict[str, list[dict[str, float]]], targets: list[str]) -> list[str]:
     lines = [
-        "| server | sockets | posts | deliveries/s | p50 ms | p99 ms | ack p50 ms | ack p99 ms | reads sent | typing, reactions, edits sent | events received | resumes | resume p99 ms | lost | errors | connect failures |",
+        "| server | sockets | posts | deliveries/s | p50 ms | p99 ms | ack p50 ms | ack p99 ms | reads sent | typing, reactions, edits, presence sent | events, typing, presence received | resumes | resume p99 ms | lost | errors | connect failures |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for t in targets:
@@ -64,9 +64,10 @@ def _team_day_table(per_target: dict[str, list[dict[str, float]]], targets: list
             f"{median(rows, 'deliveries_per_s'):,.0f} | {median(rows, 'p50_ms'):.1f} | "
             f"{median(rows, 'p99_ms'):.1f} | {median(rows, 'ack_p50_ms'):.1f} | "
             f"{median(rows, 'ack_p99_ms'):.1f} | {median(rows, 'reads_sent'):,.0f} | "
-            f"{median(rows, 'posts') if median(rows, 'reactions_sent') else 0:,.0f}, "
-            f"{median(rows, 'reactions_sent'):,.0f}, {median(rows, 'edits_sent'):,.0f} | "
-            f"{median(rows, 'events_received'):,.0f} | "
+            f"{median(rows, 'typing_sent'):,.0f}, {median(rows, 'reactions_sent'):,.0f}, "
+            f"{median(rows, 'edits_sent'):,.0f}, {median(rows, 'presence_sent'):,.0f} | "
+            f"{median(rows, 'events_received'):,.0f}, {median(rows, 'typing_received'):,.0f}, "
+            f"{median(rows, 'presence_received'):,.0f} | "
             f"{median(rows, 'resumes'):,.0f} | {median(rows, 'resume_p99_ms'):.0f} | "
             f"{sum(int(r['lost']) for r in rows)} | {sum(int(r['errors']) for r in rows)} | "
             f"{sum(int(r['connect_failures']) for r in rows)} |"

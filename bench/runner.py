@@ -300,7 +300,9 @@ class Scenario:
 TEAM_DAY = loadgen.TeamDay()
 # The same day with posts and reads only (version 1 clients): the baseline the
 # v2 mix (typing, reactions, edits) is compared with in the same run.
-TEAM_DAY_V1 = dataclasses.replace(TEAM_DAY, typing=False, react_every=0, edit_every=0)
+TEAM_DAY_V1 = dataclasses.replace(
+    TEAM_DAY, typing=False, react_every=0, edit_every=0, away_every_s=0.0
+)
 
 SCENARIOS = {
     s.name: s
@@ -330,12 +332,15 @@ SCENARIOS = {
             f"({TEAM_DAY.largest} down to {TEAM_DAY.smallest}), one socket per membership, "
             f"a post per member every {TEAM_DAY.post_every_s:g} s per room, page-like reads, "
             f"{TEAM_DAY.churn_per_s:.1%} of sockets leaving and resuming each second, "
-            f"{TEAM_DAY.seconds:g} s",
+            f"{TEAM_DAY.seconds:g} s; Kaiwa's clients also send the v2 mix: `typing` before "
+            f"each post, a reaction every {TEAM_DAY.react_every} posts, an edit every "
+            f"{TEAM_DAY.edit_every}, and each user's tab goes `away` once per "
+            f"{TEAM_DAY.away_every_s:g} s on average (back `online` 2-10 s later)",
         ),
         Scenario(
             "team-day-v1", "team-day", TEAM_DAY.rooms, seconds=TEAM_DAY.seconds,
             description="team-day with version-1 clients: posts and page-like reads only, "
-            "no typing, reactions or edits (the baseline of the v2 mix)",
+            "no typing, reactions, edits or presence (the baseline of the v2 mix)",
         ),
         Scenario(
             "idle-5000", "idle", 1, 5000,
