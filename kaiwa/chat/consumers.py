@@ -81,7 +81,7 @@ def parse_after(query_string: bytes) -> tuple[int | None, bool]:
 
 # PROTOCOL.md section 2: at most one typing relay per user and room every 2 s.
 TYPING_THROTTLE_SECONDS = 2.0
-# How long a socket trusts its room's member count for typing (seconds).
+# How long a process trusts a room's member count for typing (seconds).
 TYPING_SIZE_CHECK_SECONDS = 60.0
 
 
@@ -162,8 +162,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.read_seq = 0  # the user's read position as this socket knows it
         self.early: list[tuple[int, str]] = []
         self.typing_sent = 0.0  # monotonic time of the last `start` relayed; 0: none
-        self.typing_checked_until = 0.0
-        self.typing_room_small = True
         self.presence_open = False  # counted in this process's presence
         # The scope as ASGI has it, open to the keys Kaiwa's middleware adds.
         scope: Mapping[str, Any] = self.scope
@@ -426,7 +424,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         """Relay ``typing`` to the room's other sockets (PROTOCOL.md section 2):
         never stored; a ``start`` at most every TYPING_THROTTLE_SECONDS per
         socket; nothing in rooms of more than KAIWA_TYPING_MAX_MEMBERS members
-        (counted once per TYPING_SIZE_CHECK_SECONDS)."""
+        (counted once per TYPING_SIZE_CHECK_SECONDS per room and process)."""
         state = data.get("state", "start")
         if state not in ("start", "stop"):
             raise ChatError("'state' must be 'start' or 'stop'.", code="bad_frame")
@@ -436,11 +434,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         if state == "stop" and not self.typing_sent:
             return  # nothing was relayed to stop
-        if now >= self.typing_checked_until:
-            count = await db.run_read(selectors.room_member_count, room_id=self.room.pk)
-            self.typing_room_small = count <= settings.KAIWA_TYPING_MAX_MEMBERS
-            self.typing_checked_until = now + TYPING_SIZE_CHECK_SECONDS
-        if not self.typing_room_small:
+        assert self.feed is not None
+        count = await self.feed.members_within(self.room.pk, TYPING_SIZE_CHECK_SECONDS)
+        if count > settings.KAIWA_TYPING_MAX_MEMBERS:
             return
         self.typing_sent = now if state == "start" else 0.0
         frame = {

@@ -48,6 +48,7 @@ import asyncio
 import contextvars
 import logging
 import secrets
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Coroutine
@@ -62,7 +63,7 @@ from django.core.exceptions import ImproperlyConfigured
 from . import db, frames, loops
 from .models import Message
 from .relay import relay_latest_id, relay_read, relay_write
-from .selectors import room_event_range, room_last_seqs, room_snapshot
+from .selectors import room_event_range, room_last_seqs, room_member_count, room_snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -299,6 +300,27 @@ class RoomFeed:
         self.recent: deque[Remembered] = deque()
         self.recent_max = settings.KAIWA_FEED_MEMORY_MESSAGES
         self.floor = 0
+        # The room's member count as last read (members_within), and until when.
+        self._members: tuple[int, float] | None = None
+        self._members_read: asyncio.Future[int] | None = None
+
+    async def members_within(self, room_id: int, max_age: float) -> int:
+        """How many members room ``room_id`` (this feed's) has, read from the
+        database at most once per ``max_age`` seconds by this process: the
+        sockets of a room share one count (``typing`` asks it of rooms of
+        any size), and callers that come while it is read share that read.
+        Raises the database error."""
+        now = time.monotonic()
+        if self._members is not None and now < self._members[1]:
+            return self._members[0]
+        if self._members_read is None:
+            self._members_read = asyncio.ensure_future(
+                db.run_read(room_member_count, room_id=room_id)
+            )
+            self._members_read.add_done_callback(lambda _: setattr(self, "_members_read", None))
+        count = await asyncio.shield(self._members_read)
+        self._members = (count, time.monotonic() + max_age)
+        return count
 
     def start(self, hwm: int, recent: list[tuple[int, str]] | None = None) -> None:
         """Open the feed at the room's current ``seq`` and flush what arrived meanwhile.

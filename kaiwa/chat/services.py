@@ -4,6 +4,7 @@ Each service runs under ``transaction.atomic`` and queues its broadcast with
 ``transaction.on_commit``, so nothing is broadcast that is not stored.
 """
 
+import contextvars
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from django.contrib.auth.models import User
 from django.contrib.sessions.backends.base import SessionBase
 from django.contrib.sessions.models import Session
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Exists, OuterRef, Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
@@ -682,15 +683,22 @@ def emoji_check(*, emoji: object) -> str:
     return text_storable_check(value=emoji, name="emoji")
 
 
-def _message_locked(*, room: Room, message_id: int) -> Message:
-    """The live message ``message_id`` of ``room``, after locking the room's
-    row (the seq counter) for the transaction; raises MessageNotFound."""
-    _room_seqs_lock([room.pk])
-    message = (
-        Message.objects.select_related("room")
-        .filter(pk=message_id, room=room, deleted_at__isnull=True)
-        .first()
+def _message_live(
+    *, room: Room, message_id: int, reacted: tuple[User, str] | None = None
+) -> Message:
+    """The live message ``message_id`` of ``room`` (read after ``_event_begin``
+    locked the room); with ``reacted=(user, emoji)``, its ``reacted``
+    attribute says whether that reaction exists (in the same query). Raises
+    MessageNotFound."""
+    found = Message.objects.select_related("room").filter(
+        pk=message_id, room=room, deleted_at__isnull=True
     )
+    if reacted is not None:
+        user, emoji = reacted
+        found = found.annotate(
+            reacted=Exists(Reaction.objects.filter(message=OuterRef("pk"), user=user, emoji=emoji))
+        )
+    message = found.first()
     if message is None:
         raise MessageNotFound("No such message.")
     return message
@@ -700,13 +708,25 @@ def _room_seqs_lock(room_ids: list[int]) -> None:
     list(Room.objects.select_for_update().filter(pk__in=room_ids).order_by("pk").values_list("pk"))
 
 
-def _access_check(*, room: Room, user: User | None) -> None:
-    """Raises NotAuthenticated for an inactive user, RoomForbidden when
-    ``room`` is private and ``user`` not a member (checked in the transaction,
-    as ``_posts_refused`` does for posts)."""
+# True inside room_event_batch, which checked access and locked the rooms for
+# all of its room events at once (two or three queries, not per event).
+_batch_prepared: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "kaiwa_event_batch_prepared", default=False
+)
+
+
+def _event_begin(*, room: Room, user: User | None) -> None:
+    """Before a room event, in its transaction: raise NotAuthenticated for an
+    inactive user, RoomForbidden when ``room`` is private and ``user`` not a
+    member (as ``_posts_refused`` does for posts), and lock the room's row
+    (its seq counter), so that the message read next is the state the event
+    applies to. Done once for a whole batch by ``room_event_batch``."""
+    if _batch_prepared.get():
+        return
     refused = _posts_refused([Post(room=room, user=user, username="", text="")])
     if refused:
         raise refused[0]
+    _room_seqs_lock([room.pk])
 
 
 def _event_store(
@@ -734,9 +754,9 @@ def message_edit(*, room: Room, user: User | None, message_id: object, text: obj
     """
     text = message_text_check(text=text)
     message_pk = message_id_check(message_id=message_id)
-    with transaction.atomic():
-        _access_check(room=room, user=user)
-        message = _message_locked(room=room, message_id=message_pk)
+    with transaction.atomic(savepoint=False):
+        _event_begin(room=room, user=user)
+        message = _message_live(room=room, message_id=message_pk)
         if user is None or message.author_id != user.pk:
             raise MessageForbidden("Only its author may edit a message.")
         window = settings.KAIWA_EDIT_WINDOW_SECONDS
@@ -769,9 +789,9 @@ def message_delete(*, room: Room, user: User | None, message_id: object) -> Room
     RoomForbidden, NotAuthenticated.
     """
     message_pk = message_id_check(message_id=message_id)
-    with transaction.atomic():
-        _access_check(room=room, user=user)
-        message = _message_locked(room=room, message_id=message_pk)
+    with transaction.atomic(savepoint=False):
+        _event_begin(room=room, user=user)
+        message = _message_live(room=room, message_id=message_pk)
         staff = user is not None and user.is_staff
         if not staff and (user is None or message.author_id != user.pk):
             raise MessageForbidden("Only its author or staff may delete a message.")
@@ -803,16 +823,18 @@ def reaction_set(
     if user is None:
         raise NotAuthenticated("Guests cannot react.")
     message_pk = message_id_check(message_id=message_id)
-    with transaction.atomic():
-        _access_check(room=room, user=user)
-        message = _message_locked(room=room, message_id=message_pk)
-        mine = Reaction.objects.filter(message=message, user=user, emoji=emoji)
+    with transaction.atomic(savepoint=False):
+        _event_begin(room=room, user=user)
         if on:
-            if mine.exists():
+            message = _message_live(room=room, message_id=message_pk, reacted=(user, emoji))
+            if message.reacted:  # type: ignore[attr-defined]  # annotated by _message_live
                 return None
             Reaction.objects.create(message=message, user=user, username=user.username, emoji=emoji)
-        elif not mine.delete()[0]:
-            return None
+        else:
+            message = _message_live(room=room, message_id=message_pk)
+            mine = Reaction.objects.filter(message=message, user=user, emoji=emoji)
+            if not mine.delete()[0]:
+                return None
         return _event_store(
             room=room,
             message=message,
@@ -833,18 +855,32 @@ class EventRequest:
 
 def room_event_batch(*, requests: Sequence[EventRequest]) -> list[object]:
     """Run the room events of several sockets in one transaction (one commit,
-    as posts are batched), each in its own savepoint so that a refused one
-    (a ChatError, returned in its place) leaves the others. Returns, per
-    request, what its service returned or the ChatError it raised; a
-    database error fails the whole batch (raised)."""
+    as posts are batched): access is checked and the rooms locked once for
+    all (``_event_begin``), then each runs in its own savepoint so that a
+    refused one (a ChatError, returned in its place) leaves the others.
+    Returns, per request, what its service returned or the ChatError it
+    raised; a database error fails the whole batch (raised)."""
     results: list[object] = []
     with transaction.atomic():
-        for request in requests:
-            try:
-                with transaction.atomic():
-                    results.append(request.service(**request.kwargs))
-            except ChatError as exc:
-                results.append(exc)
+        asked = [
+            Post(room=r.kwargs["room"], user=r.kwargs["user"], username="", text="")  # type: ignore[arg-type]
+            for r in requests
+        ]
+        refused = _posts_refused(asked)
+        _room_seqs_lock(sorted({post.room.pk for post in asked}))
+        prepared = _batch_prepared.set(True)
+        try:
+            for index, request in enumerate(requests):
+                if index in refused:
+                    results.append(refused[index])
+                    continue
+                try:
+                    with transaction.atomic():
+                        results.append(request.service(**request.kwargs))
+                except ChatError as exc:
+                    results.append(exc)
+        finally:
+            _batch_prepared.reset(prepared)
     return results
 
 
