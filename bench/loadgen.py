@@ -662,9 +662,11 @@ async def run_team_day(
                 client.send_frame({"type": "presence", "status": status})
                 presence_sent += 1
 
-    async def away_spell(user: int) -> None:
+    async def away_spell(user: int, end: float) -> None:
+        """Away for 2 to 10 s, back by the end of the day (which it must not stretch)."""
         say_presence(user, "away")
-        await asyncio.sleep(rng.uniform(2.0, 10.0))
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(min(rng.uniform(2.0, 10.0), max(0.0, end - loop.time())))
         say_presence(user, "online")
 
     async def presence_loop() -> None:
@@ -677,7 +679,7 @@ async def run_team_day(
         users = list(sockets_of)
         while loop.time() < end:
             await asyncio.sleep(rng.expovariate(rate))
-            task = loop.create_task(away_spell(rng.choice(users)))
+            task = loop.create_task(away_spell(rng.choice(users), end))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
         await asyncio.gather(*tasks)

@@ -6,8 +6,9 @@ Each service runs under ``transaction.atomic`` and queues its broadcast with
 
 import contextvars
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from functools import partial
 
 from django.conf import settings
@@ -686,7 +687,7 @@ def emoji_check(*, emoji: object) -> str:
 def _message_live(
     *, room: Room, message_id: int, reacted: tuple[User, str] | None = None
 ) -> Message:
-    """The live message ``message_id`` of ``room`` (read after ``_event_begin``
+    """The live message ``message_id`` of ``room`` (read after ``_event_scope``
     locked the room); with ``reacted=(user, emoji)``, its ``reacted``
     attribute says whether that reaction exists (in the same query). Raises
     MessageNotFound."""
@@ -704,42 +705,98 @@ def _message_live(
     return message
 
 
-def _room_seqs_lock(room_ids: list[int]) -> None:
-    list(Room.objects.select_for_update().filter(pk__in=room_ids).order_by("pk").values_list("pk"))
+def _room_seqs_locked(room_ids: list[int]) -> dict[int, int]:
+    """Lock the rooms' rows (their seq counters) in id order until commit;
+    returns ``{room id: last_seq}``. One statement."""
+    rows = Room.objects.select_for_update().filter(pk__in=room_ids).order_by("pk")
+    return dict(rows.values_list("pk", "last_seq"))
 
 
-# True inside room_event_batch, which checked access and locked the rooms for
-# all of its room events at once (two or three queries, not per event).
-_batch_prepared: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "kaiwa_event_batch_prepared", default=False
+def _room_seqs_set(seqs: dict[int, int]) -> None:
+    """Set each room's ``last_seq`` to ``seqs[room id]`` (rows locked by
+    ``_room_seqs_locked``). One statement for any number of rooms."""
+    if not seqs:
+        return
+    ids = sorted(seqs)
+    table = connection.ops.quote_name(Room._meta.db_table)
+    cases = " ".join(["WHEN %s THEN %s"] * len(ids))
+    marks = ", ".join(["%s"] * len(ids))
+    params = [value for room_id in ids for value in (room_id, seqs[room_id])] + ids
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET last_seq = CASE id {cases} END WHERE id IN ({marks})", params
+        )
+
+
+@dataclass
+class _EventBatch:
+    """The room events of one transaction: each takes its room's next seq as
+    it is made, and all are stored together at the end (``store``), with the
+    rooms' counters, in two statements."""
+
+    seqs: dict[int, int]  # room id -> last seq taken (the rooms' rows locked)
+    events: list[tuple[RoomEvent, str]] = field(default_factory=list)  # (unsaved, room slug)
+
+    def take(
+        self, *, room: Room, message: Message, kind: str, username: str, data: dict
+    ) -> RoomEvent:
+        seq = self.seqs[room.pk] + 1
+        self.seqs[room.pk] = seq
+        event = RoomEvent(
+            room=room, seq=seq, kind=kind, message=message, username=username, data=data
+        )
+        self.events.append((event, room.slug))
+        return event
+
+    def blank_edits(self, message_pk: int) -> None:
+        """Empty the edits of a message deleted after them in this batch (as
+        ``message_delete`` empties the stored ones)."""
+        for event, _ in self.events:
+            if event.message_id == message_pk and event.kind == RoomEvent.EDIT:
+                event.data = {}
+
+    def store(self) -> None:
+        """Insert the events, advance the counters, publish each on commit."""
+        if not self.events:
+            return
+        RoomEvent.objects.bulk_create([event for event, _ in self.events])
+        rooms = {event.room_id for event, _ in self.events}
+        _room_seqs_set({room: seq for room, seq in self.seqs.items() if room in rooms})
+        for event, slug in self.events:
+            frame = frames.event_frame(event, slug, event.message_id)
+            transaction.on_commit(partial(fanout.publish_frame, slug, event.seq, frame))
+
+
+# The batch of the running room_event_batch (or single service call).
+_event_batch: contextvars.ContextVar[_EventBatch | None] = contextvars.ContextVar(
+    "kaiwa_event_batch", default=None
 )
 
 
-def _event_begin(*, room: Room, user: User | None) -> None:
-    """Before a room event, in its transaction: raise NotAuthenticated for an
-    inactive user, RoomForbidden when ``room`` is private and ``user`` not a
-    member (as ``_posts_refused`` does for posts), and lock the room's row
-    (its seq counter), so that the message read next is the state the event
-    applies to. Done once for a whole batch by ``room_event_batch``."""
-    if _batch_prepared.get():
+@contextmanager
+def _event_scope(*, room: Room, user: User | None) -> Iterator[_EventBatch]:
+    """Where a room event is made. Inside ``room_event_batch``: its batch,
+    which checked access and locked the rooms for all its events at once.
+    Alone (REST, the admin): a transaction that raises NotAuthenticated for an
+    inactive user and RoomForbidden for a private room ``user`` is not a
+    member of (as ``_posts_refused`` does for posts), locks the room's row
+    (so that the message read next is the state the event applies to), and
+    stores the event at the end."""
+    batch = _event_batch.get()
+    if batch is not None:
+        yield batch
         return
-    refused = _posts_refused([Post(room=room, user=user, username="", text="")])
-    if refused:
-        raise refused[0]
-    _room_seqs_lock([room.pk])
-
-
-def _event_store(
-    *, room: Room, message: Message, kind: str, username: str, data: dict
-) -> RoomEvent:
-    """Take the room's next seq for a room event and store it; publish it on commit."""
-    seq = _room_seqs_advance({room.pk: 1})[room.pk]
-    event = RoomEvent.objects.create(
-        room=room, seq=seq, kind=kind, message=message, username=username, data=data
-    )
-    frame = frames.event_frame(event, room.slug, message.pk)
-    transaction.on_commit(partial(fanout.publish_frame, room.slug, seq, frame))
-    return event
+    with transaction.atomic():
+        refused = _posts_refused([Post(room=room, user=user, username="", text="")])
+        if refused:
+            raise refused[0]
+        batch = _EventBatch(seqs=_room_seqs_locked([room.pk]))
+        token = _event_batch.set(batch)
+        try:
+            yield batch
+        finally:
+            _event_batch.reset(token)
+        batch.store()
 
 
 def message_edit(*, room: Room, user: User | None, message_id: object, text: object) -> RoomEvent:
@@ -754,8 +811,7 @@ def message_edit(*, room: Room, user: User | None, message_id: object, text: obj
     """
     text = message_text_check(text=text)
     message_pk = message_id_check(message_id=message_id)
-    with transaction.atomic(savepoint=False):
-        _event_begin(room=room, user=user)
+    with _event_scope(room=room, user=user) as batch:
         message = _message_live(room=room, message_id=message_pk)
         if user is None or message.author_id != user.pk:
             raise MessageForbidden("Only its author may edit a message.")
@@ -772,7 +828,7 @@ def message_edit(*, room: Room, user: User | None, message_id: object, text: obj
         message.edited_at = now
         message.save(update_fields=["text", "html", "edited_at"])
         data = {"message": text, "html": message.html, "edited_at": frames.timestamp(now)}
-        event = _event_store(
+        event = batch.take(
             room=room, message=message, kind=RoomEvent.EDIT, username=message.username, data=data
         )
         events.message_edited.send(sender=Message, message=message, old_text=old_text)
@@ -789,8 +845,7 @@ def message_delete(*, room: Room, user: User | None, message_id: object) -> Room
     RoomForbidden, NotAuthenticated.
     """
     message_pk = message_id_check(message_id=message_id)
-    with transaction.atomic(savepoint=False):
-        _event_begin(room=room, user=user)
+    with _event_scope(room=room, user=user) as batch:
         message = _message_live(room=room, message_id=message_pk)
         staff = user is not None and user.is_staff
         if not staff and (user is None or message.author_id != user.pk):
@@ -801,8 +856,9 @@ def message_delete(*, room: Room, user: User | None, message_id: object) -> Room
         MessageVersion.objects.filter(message=message).delete()
         Reaction.objects.filter(message=message).delete()
         RoomEvent.objects.filter(message=message, kind=RoomEvent.EDIT).update(data={})
+        batch.blank_edits(message.pk)
         username = user.username if user is not None else ""
-        return _event_store(
+        return batch.take(
             room=room, message=message, kind=RoomEvent.DELETE, username=username, data={}
         )
 
@@ -823,8 +879,7 @@ def reaction_set(
     if user is None:
         raise NotAuthenticated("Guests cannot react.")
     message_pk = message_id_check(message_id=message_id)
-    with transaction.atomic(savepoint=False):
-        _event_begin(room=room, user=user)
+    with _event_scope(room=room, user=user) as batch:
         if on:
             message = _message_live(room=room, message_id=message_pk, reacted=(user, emoji))
             if message.reacted:  # type: ignore[attr-defined]  # annotated by _message_live
@@ -835,7 +890,7 @@ def reaction_set(
             mine = Reaction.objects.filter(message=message, user=user, emoji=emoji)
             if not mine.delete()[0]:
                 return None
-        return _event_store(
+        return batch.take(
             room=room,
             message=message,
             kind=RoomEvent.REACTION,
@@ -854,12 +909,13 @@ class EventRequest:
 
 
 def room_event_batch(*, requests: Sequence[EventRequest]) -> list[object]:
-    """Run the room events of several sockets in one transaction (one commit,
-    as posts are batched): access is checked and the rooms locked once for
-    all (``_event_begin``), then each runs in its own savepoint so that a
-    refused one (a ChatError, returned in its place) leaves the others.
-    Returns, per request, what its service returned or the ChatError it
-    raised; a database error fails the whole batch (raised)."""
+    """Run the room events of several sockets in one transaction: access is
+    checked and the rooms locked once for all (``_event_scope``), each event
+    takes its room's next seq in order, and all are stored together at the
+    end. Returns, per request, what its service returned or the ChatError it
+    raised (a refused request changes nothing: every service raises its
+    ChatError before it writes, so no savepoint is needed); a database error
+    fails the whole batch (raised)."""
     results: list[object] = []
     with transaction.atomic():
         asked = [
@@ -867,20 +923,20 @@ def room_event_batch(*, requests: Sequence[EventRequest]) -> list[object]:
             for r in requests
         ]
         refused = _posts_refused(asked)
-        _room_seqs_lock(sorted({post.room.pk for post in asked}))
-        prepared = _batch_prepared.set(True)
+        batch = _EventBatch(seqs=_room_seqs_locked(sorted({post.room.pk for post in asked})))
+        token = _event_batch.set(batch)
         try:
             for index, request in enumerate(requests):
                 if index in refused:
                     results.append(refused[index])
                     continue
                 try:
-                    with transaction.atomic():
-                        results.append(request.service(**request.kwargs))
+                    results.append(request.service(**request.kwargs))
                 except ChatError as exc:
                     results.append(exc)
         finally:
-            _batch_prepared.reset(prepared)
+            _event_batch.reset(token)
+        batch.store()
     return results
 
 
