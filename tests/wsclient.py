@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -124,6 +125,15 @@ class Client:
         frame = await self.recv()
         assert frame["type"] == kind, f"expected a {kind!r} frame, got {frame}"
         return frame
+
+    async def presence_of(self, username: str, timeout: float = TIMEOUT) -> dict[str, Any]:
+        """The next ``presence`` frame about ``username`` within ``timeout``
+        seconds (other frames skipped); raises TimeoutError."""
+        deadline = time.monotonic() + timeout
+        while True:
+            frame = await self.recv(max(0.01, deadline - time.monotonic()))
+            if frame["type"] == "presence" and frame["username"] == username:
+                return frame
 
     async def expect_error(self, code: str) -> dict[str, Any]:
         frame = await self.expect("error")

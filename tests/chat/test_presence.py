@@ -231,3 +231,31 @@ async def test_a_user_is_online_while_any_process_says_so(redis_url):
     assert a.statuses([7]) == {7: "away"}
     for store in stores:
         await store.close()
+
+
+DEAD_REDIS = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+
+
+async def test_a_dead_redis_never_blocks_the_chat(settings, caplog):
+    settings.REDIS_URL = DEAD_REDIS  # presence only: the channel layer stays in process
+    alice, bob = await user("alice"), await user("bob")
+    a = await join(user=alice)
+    b = await join(user=bob)
+    await b.send_json_to({"type": "presence", "status": "away"})
+    await a.send_json_to({"message": "still here", "client_id": "c1"})
+    for socket in (a, b):
+        while (frame := await socket.recv())["type"] != "message":
+            assert frame["type"] != "presence"  # nothing could be stored, nothing announced
+        assert frame["message"] == "still here"
+    await asyncio.sleep(presence.FLUSH_SECONDS * 2)
+    assert "presence update failed" in caplog.text
+    for socket in (a, b):
+        await socket.disconnect()
+
+
+def test_rest_presence_is_503_while_redis_is_down(settings, alice):
+    settings.REDIS_URL = DEAD_REDIS
+    MembershipFactory(room=RoomFactory(slug="lobby"), user=alice)
+    answer = rest_presence(alice, "lobby")
+    assert answer.status_code == 503
+    assert answer.json()["code"] == "unavailable"

@@ -53,11 +53,8 @@ def log(env: dict[str, str], name: str) -> Path:
 
 async def next_presence(client: Client, username: str, timeout: float) -> tuple[dict, float]:
     """The next ``presence`` frame about ``username`` and when it came (monotonic)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        frame = await client.recv(max(0.01, deadline - time.monotonic()))
-        if frame["type"] == "presence" and frame["username"] == username:
-            return frame, time.monotonic()
+    frame = await client.presence_of(username, timeout)
+    return frame, time.monotonic()
 
 
 async def presence_of(server: KaiwaServer, token: str, room: str) -> list[dict]:

@@ -770,3 +770,42 @@ async def test_guests_when_enabled_get_a_guest_name(small_server):
     check_message_frame(frame, room=room, username=one.ready["username"], text="hi from a guest")
     await one.close()
     await two.close()
+
+
+@pytest.fixture(scope="module")
+def presence_server(tmp_path_factory) -> Iterator[KaiwaServer]:
+    """A server whose presence frames reach every room, with a 1 s grace period."""
+    server = start_server(
+        tmp_path_factory, KAIWA_PRESENCE_MAX_MEMBERS="200", KAIWA_PRESENCE_GRACE_SECONDS="1"
+    )
+    yield server
+    server.stop()
+
+
+async def test_presence_on_the_embedded_defaults(presence_server):
+    room = room_name()
+    alice_token, bob_token = presence_server.token("alice"), presence_server.token("bob")
+    alice = await Client.join(presence_server, room, token=alice_token)
+    bob = await Client.join(presence_server, room, token=bob_token)
+    online = {"type": "presence", "room": room, "username": "bob", "status": "online"}
+    assert await alice.presence_of("bob") == online
+    await bob.send({"type": "presence", "status": "away"})
+    assert (await alice.presence_of("bob"))["status"] == "away"
+    async with httpx.AsyncClient(trust_env=False) as http:
+        answer = await http.get(
+            f"{presence_server.http}/api/rooms/{room}/presence",
+            headers={"Authorization": f"Bearer {alice_token}"},
+        )
+    assert answer.json() == {
+        "users": [
+            {"username": "alice", "status": "online"},
+            {"username": "bob", "status": "away"},
+        ]
+    }
+    await bob.send({"type": "presence", "status": "sleeping"})
+    while (frame := await bob.recv())["type"] == "presence":  # his own come to him too
+        pass
+    assert (frame["type"], frame["code"]) == ("error", "bad_frame")
+    await bob.close()
+    assert (await alice.presence_of("bob", timeout=4))["status"] == "offline"
+    await alice.close()
