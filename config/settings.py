@@ -145,6 +145,23 @@ if DATABASE_URL:
     DATABASES = {
         "default": dj_database_url.parse(DATABASE_URL, conn_max_age=600, conn_health_checks=True)
     }
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # A database that stops answering must not stall a thread for minutes
+        # (docs/operations.md): libpq's connect_timeout, and a server-side
+        # statement_timeout sent at connection start (0: none). Behind
+        # PgBouncer in transaction mode, which passes no startup options, set
+        # KAIWA_PGBOUNCER=1 and the timeout on the role instead.
+        _options = DATABASES["default"].setdefault("OPTIONS", {})
+        _options.setdefault("connect_timeout", env_int("KAIWA_DB_CONNECT_TIMEOUT_SECONDS", 5))
+        KAIWA_PGBOUNCER = env_bool("KAIWA_PGBOUNCER", False)
+        _statement_ms = round(env_float("KAIWA_DB_STATEMENT_TIMEOUT_SECONDS", 30.0) * 1000)
+        if not KAIWA_PGBOUNCER:
+            _options.setdefault("options", f"-c statement_timeout={_statement_ms}")
+        else:
+            # Server-side cursors do not survive PgBouncer's transaction
+            # pooling (Django's documentation, "Transaction pooling and
+            # server-side cursors").
+            DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
 else:
     DATABASES = {
         "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(DATA_DIR / "kaiwa.sqlite3")}

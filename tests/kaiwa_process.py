@@ -102,14 +102,25 @@ class KaiwaServer:
     def ws(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> KaiwaServer:
+    def start(self, timeout: float = 30.0, *args: str) -> KaiwaServer:
+        """Launch and wait until it answers HTTP (``args``: more ``kaiwa serve`` options)."""
+        return self.launch(*args).wait_ready(timeout)
+
+    def launch(self, *args: str) -> KaiwaServer:
+        """Start the process without waiting for it (``wait_ready`` does)."""
         log = open(self.log_path, "ab")  # noqa: SIM115 (kept open for the process)
         self.proc = subprocess.Popen(
-            [KAIWA, "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            [KAIWA, "serve", "--host", "127.0.0.1", "--port", str(self.port), *args],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+        return self
+
+    def wait_ready(self, timeout: float = 30.0) -> KaiwaServer:
+        """Return once the server answers HTTP; raises RuntimeError (with its
+        log) when it exits or does not answer within ``timeout`` seconds."""
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
