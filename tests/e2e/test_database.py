@@ -32,17 +32,19 @@ def test_every_connection_has_its_timeouts(postgres_url, redis_url, tmp_path):
         KAIWA_DB_STATEMENT_TIMEOUT_SECONDS="1.5",
         KAIWA_DB_CONNECT_TIMEOUT_SECONDS="3",
     )
-    assert manage(env, "shell", "-c", SHOW).split() == ["1500ms", "3"]
-    assert manage(env, "shell", "-c", SLEEP).strip() == "refused: QueryCanceled"
+    assert manage(env, "shell", "-v", "0", "-c", SHOW).split() == ["1500ms", "3"]
+    assert manage(env, "shell", "-v", "0", "-c", SLEEP).strip() == "refused: QueryCanceled"
 
 
 def test_defaults_and_pgbouncer_mode(postgres_url, redis_url, tmp_path):
-    assert manage(services_env(tmp_path, postgres_url, redis_url), "shell", "-c", SHOW).split() == [
+    assert manage(
+        services_env(tmp_path, postgres_url, redis_url), "shell", "-v", "0", "-c", SHOW
+    ).split() == [
         "30s",
         "5",
     ]
     bouncer = services_env(tmp_path, postgres_url, redis_url, KAIWA_PGBOUNCER="1")
     code = "from django.conf import settings; print(settings.DATABASES['default']['DISABLE_SERVER_SIDE_CURSORS'])"
-    assert manage(bouncer, "shell", "-c", code).strip() == "True"
+    assert manage(bouncer, "shell", "-v", "0", "-c", code).strip() == "True"
     # No startup options through the bouncer: the role's own timeout applies (0 here).
-    assert manage(bouncer, "shell", "-c", SHOW).split()[0] == "0"
+    assert manage(bouncer, "shell", "-v", "0", "-c", SHOW).split()[0] == "0"
