@@ -332,3 +332,53 @@ async def test_logging_out_on_one_process_closes_the_sessions_socket_on_the_othe
     assert answer.status_code in (200, 302), answer.text
     assert await closed_within(on_b) == 4401
     await http.aclose()
+
+
+async def test_version_2_rest_calls_on_one_process_reach_sockets_on_the_other(cluster, tokens):
+    """Every v2 REST call on PostgreSQL (edit, reactions, history, delete,
+    unread and mentions) against a socket on the other process."""
+    a, b = cluster
+    room = room_name()
+    watcher = await Client.join(b, room, token=tokens["carol"])
+    async with Rest(a, tokens["alice"]) as alice, Rest(a, tokens["bob"]) as bob:
+        posted = await alice.post_message(room, "hello @bob")
+        assert (await watcher.expect("message"))["id"] == posted["id"]
+        # bob is no member yet (REST only), so "@bob" marked no mention; he
+        # reads to join, and the next one mentions him.
+        assert (
+            await bob.client.post(f"/api/rooms/{room}/read", json={"seq": 0})
+        ).status_code == 204
+        second = await alice.post_message(room, "again @bob")
+        await watcher.expect("message")
+        rooms = {r["slug"]: r for r in await bob.rooms()}
+        assert (rooms[room]["unread"], rooms[room]["mentions"]) == (2, 1)
+
+        edited = await alice.client.patch(
+            f"/api/messages/{second['id']}", json={"message": "again"}
+        )
+        assert edited.status_code == 200, edited.text
+        edit = await watcher.expect("edit")
+        assert (edit["id"], edit["message"], edit["seq"]) == (second["id"], "again", 3)
+        history = await alice.client.get(f"/api/messages/{second['id']}/history")
+        assert [v["message"] for v in history.json()["versions"]] == ["again @bob", "again"]
+
+        put = await bob.client.put(f"/api/messages/{posted['id']}/reactions/%F0%9F%91%8D")
+        assert put.status_code == 204
+        reaction = await watcher.expect("reaction")
+        assert (reaction["emoji"], reaction["on"], reaction["username"]) == ("👍", True, "bob")
+        gone = await bob.client.delete(f"/api/messages/{posted['id']}/reactions/%F0%9F%91%8D")
+        assert gone.status_code == 204
+        assert (await watcher.expect("reaction"))["on"] is False
+
+        deleted = await alice.client.delete(f"/api/messages/{posted['id']}")
+        assert deleted.status_code == 204
+        assert (await watcher.expect("delete"))["id"] == posted["id"]
+        listed = await bob.list_messages(room)
+        assert [m["deleted"] for m in listed if m["id"] == posted["id"]] == [True]
+        assert all(m["message"] != "hello @bob" for m in listed)
+    # The events replay on the other process in the same order.
+    resumed = await Client.join(a, room, token=tokens["dave"], after=0)
+    kinds = [f["type"] for f in resumed.backlog]
+    assert kinds == ["message", "message", "edit", "reaction", "reaction", "delete"]
+    for client in (watcher, resumed):
+        await client.close()
