@@ -192,7 +192,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self._send_now(frames.error_frame("unavailable", Unavailable().detail))
             await self._close(Unavailable.close_code)
             return
-        if not self._take_socket_slot():
+        if not await self._take_socket_slot():
             self.closing = True
             await self.close(limits.CLOSE_TOO_MANY, reason="too many connections")
             return
@@ -243,7 +243,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         else:
             self.username = f"guest-{secrets.token_hex(4)}"
 
-    def _take_socket_slot(self) -> bool:
+    async def _take_socket_slot(self) -> bool:
         """Count this socket against its user's cap, or a guest's against his
         IP's (kaiwa.chat.limits), and pick its message bucket; False when full."""
         if self.user is not None:
@@ -255,7 +255,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 return True
             slot = f"ip:{ip}"
             self.sender_limit = limits.SenderLimit(f"guest-ip:{ip}")
-        if not limits.user_socket_acquire(slot):
+        if not await limits.user_socket_acquire(slot, self.socket_id):
             return False
         self.socket_slot = slot
         return True
@@ -463,7 +463,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         the write thread and broadcast to the room, this socket included (its
         acknowledgement); a ``react`` that changes nothing gets no answer."""
         assert self.room is not None
-        if not self.sender_limit.check():  # the same budget as posts
+        if not await self.sender_limit.check():  # the same budget as posts
             if self.sender_limit.exhausted:
                 await self._close(limits.CLOSE_TOO_MANY)
             else:
@@ -490,7 +490,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def _post(self, data: dict[str, Any]) -> None:
         assert self.room is not None  # frames are read only after the join
-        if not self.sender_limit.check():  # token bucket: nothing stored (kaiwa.chat.limits)
+        if not await self.sender_limit.check():  # token bucket: nothing stored (kaiwa.chat.limits)
             if self.sender_limit.exhausted:
                 await self._close(limits.CLOSE_TOO_MANY)
             else:
@@ -541,8 +541,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         self.closing = True
         if self.socket_slot is not None:
-            limits.user_socket_release(self.socket_slot)
-            self.socket_slot = None
+            slot, self.socket_slot = self.socket_slot, None
+            await limits.user_socket_release(slot, self.socket_id)
         self.outbox.close()
         if self.presence_open and self.user_id is not None:
             get_presence().close(self.user_id, self.socket_id)

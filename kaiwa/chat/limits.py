@@ -1,9 +1,12 @@
 """Flood limits: a message rate per user, a connect rate per IP, a cap on sockets
 per user, a room-creation rate per user (or per IP for guests).
 
-All four are per process (each ``kaiwa serve`` keeps its own counts): with
-N processes behind a load balancer a user may get up to N times a limit. They
-bound the work one client can make a process do, which is what they are for.
+Without Redis they are per process (each ``kaiwa serve`` keeps its own
+counts, and the embedded defaults run one process). With ``REDIS_URL`` the
+message rate, the connect rate and the socket cap are counted across every
+process in Redis (``kaiwa.chat.cluster_limits``), so that N processes do not
+allow N times a limit; the room-creation rate stays per process (its cap on
+rooms per user is counted from stored rows, across processes).
 
 - Message rate (PROTOCOL.md sections 3 and 6): each user has a token bucket of
   KAIWA_RATE_BURST messages refilled at KAIWA_RATE_MESSAGES_PER_SECOND,
@@ -52,7 +55,7 @@ from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-from . import loops
+from . import cluster_limits, loops
 
 logger = logging.getLogger(__name__)
 
@@ -160,8 +163,8 @@ class SenderLimit:
         self.key = key
         self.strikes = 0
 
-    def check(self) -> bool:
-        if message_post_allowed(self.key):
+    async def check(self) -> bool:
+        if await message_post_allowed_async(self.key):
             self.strikes = 0
             return True
         self.strikes += 1
@@ -189,8 +192,23 @@ def message_post_allowed(key: str) -> bool:
     """Take a token from the message bucket ``key`` (``user:<id>``, or
     ``guest:<socket id>``); True when the message may be stored. One bucket
     per key in the process, whichever thread asks: a user's sockets and his
-    ``POST /api/rooms/<room>/messages/`` share it. Always True with
-    KAIWA_RATE_MESSAGES_PER_SECOND at 0."""
+    ``POST /api/rooms/<room>/messages/`` share it; with ``REDIS_URL``, one
+    window per key across every process (blocking: for request threads).
+    Always True with KAIWA_RATE_MESSAGES_PER_SECOND at 0."""
+    if cluster_limits.enabled() and settings.KAIWA_RATE_MESSAGES_PER_SECOND > 0:
+        return cluster_limits.message_hit_blocking(key)
+    return _message_post_allowed_here(key)
+
+
+async def message_post_allowed_async(key: str) -> bool:
+    """``message_post_allowed`` from the event loop (sockets): the same
+    bucket or window, without blocking the loop on Redis."""
+    if cluster_limits.enabled() and settings.KAIWA_RATE_MESSAGES_PER_SECOND > 0:
+        return await cluster_limits.loop_limits().hit(cluster_limits.message_item(), key)
+    return _message_post_allowed_here(key)
+
+
+def _message_post_allowed_here(key: str) -> bool:
     global _messages, _messages_built
     with _messages_lock:
         if not _messages_built:
@@ -209,24 +227,31 @@ def message_limits_reset() -> None:
 # --- sockets per user -----------------------------------------------------------------
 
 
-def user_socket_acquire(user_id: int | str) -> bool:
-    """Count one more open socket of user ``user_id`` (or of the guests of one
-    IP, keyed ``"ip:<address>"``).
+async def user_socket_acquire(user_id: int | str, socket_id: str) -> bool:
+    """Count socket ``socket_id`` as one more open socket of user ``user_id``
+    (or of the guests of one IP, keyed ``"ip:<address>"``).
 
     Returns False (and counts nothing) when the user already has
-    KAIWA_MAX_CONNECTIONS_PER_USER sockets open in this process.
-    Pair every True with one ``user_socket_release``.
+    KAIWA_MAX_CONNECTIONS_PER_USER sockets open: in this process, and with
+    ``REDIS_URL`` in all processes together. Pair every True with one
+    ``user_socket_release``.
     """
     cap = settings.KAIWA_MAX_CONNECTIONS_PER_USER
     sockets = get_limits().sockets
     count = sockets.get(user_id, 0)
     if cap > 0 and count >= cap:
         return False
-    sockets[user_id] = count + 1
+    if (
+        cap > 0
+        and cluster_limits.enabled()
+        and not await cluster_limits.loop_limits().socket_acquire(str(user_id), socket_id, cap)
+    ):
+        return False
+    sockets[user_id] = sockets.get(user_id, 0) + 1
     return True
 
 
-def user_socket_release(user_id: int | str) -> None:
+async def user_socket_release(user_id: int | str, socket_id: str) -> None:
     """Undo one ``user_socket_acquire`` that returned True."""
     sockets = get_limits().sockets
     count = sockets.get(user_id, 0) - 1
@@ -234,6 +259,8 @@ def user_socket_release(user_id: int | str) -> None:
         sockets[user_id] = count
     else:
         sockets.pop(user_id, None)
+    if cluster_limits.enabled():
+        await cluster_limits.loop_limits().socket_release(str(user_id), socket_id)
 
 
 # --- connect rate per IP ---------------------------------------------------------------
@@ -245,13 +272,18 @@ def client_ip(scope: Mapping[str, Any]) -> str | None:
     return str(client[0]) if client else None
 
 
-def connect_allowed(ip: str | None) -> bool:
-    """Take a token from ``ip``'s connect bucket; True when the handshake may go on.
+async def connect_allowed(ip: str | None) -> bool:
+    """Take a token from ``ip``'s connect bucket (with ``REDIS_URL``: a hit in
+    its window across every process); True when the handshake may go on.
 
     Always True without an address or with the limit off.
     """
     limiter = get_limits().connects
-    return ip is None or limiter is None or limiter.consume(ip)
+    if ip is None or limiter is None:
+        return True
+    if cluster_limits.enabled():
+        return await cluster_limits.loop_limits().hit(cluster_limits.connect_item(), f"ip:{ip}")
+    return bool(limiter.consume(ip))
 
 
 def retry_after_seconds() -> int:
@@ -270,7 +302,7 @@ def ConnectRateLimit(application: ASGIApp) -> ASGIApp:  # named like Channels' o
     """
 
     async def limiter(scope: dict, receive: Any, send: Any) -> Any:
-        if scope["type"] != "websocket" or connect_allowed(client_ip(scope)):
+        if scope["type"] != "websocket" or await connect_allowed(client_ip(scope)):
             return await application(scope, receive, send)
         logger.info("connect rate of %s exceeded: refused with 429", client_ip(scope))
         await receive()  # websocket.connect

@@ -3,6 +3,7 @@ strikes, the per-user socket count."""
 
 import pytest
 import token_bucket.storage
+from asgiref.sync import async_to_sync
 
 from kaiwa.chat import limits
 
@@ -27,11 +28,11 @@ async def test_it_passes_a_burst_then_the_refill_rate(settings, clock):
     settings.KAIWA_RATE_MESSAGES_PER_SECOND = 2.0
     settings.KAIWA_RATE_BURST = 3
     sender = limits.SenderLimit("user:1")
-    assert [sender.check() for _ in range(4)] == [True, True, True, False]
+    assert [await sender.check() for _ in range(4)] == [True, True, True, False]
     clock.now += 0.5  # one token at 2 per second
-    assert [sender.check(), sender.check()] == [True, False]
+    assert [await sender.check(), await sender.check()] == [True, False]
     clock.now += 60  # refilled to the burst, not beyond
-    assert [sender.check() for _ in range(4)] == [True, True, True, False]
+    assert [await sender.check() for _ in range(4)] == [True, True, True, False]
 
 
 async def test_it_counts_strikes_in_a_row_and_a_pass_clears_them(settings, clock):
@@ -39,14 +40,14 @@ async def test_it_counts_strikes_in_a_row_and_a_pass_clears_them(settings, clock
     settings.KAIWA_RATE_BURST = 1
     settings.KAIWA_RATE_STRIKES = 2
     sender = limits.SenderLimit("user:7")
-    assert sender.check()
-    assert not sender.check()
-    assert not sender.check()
+    assert await sender.check()
+    assert not await sender.check()
+    assert not await sender.check()
     assert not sender.exhausted
     clock.now += 1
-    assert sender.check()
+    assert await sender.check()
     assert sender.strikes == 0
-    assert not any(sender.check() for _ in range(3))
+    assert not any([await sender.check() for _ in range(3)])
     assert sender.exhausted
 
 
@@ -54,28 +55,28 @@ async def test_sockets_of_one_user_share_a_bucket(settings, clock):
     settings.KAIWA_RATE_MESSAGES_PER_SECOND = 1.0
     settings.KAIWA_RATE_BURST = 2
     first, second, other = (limits.SenderLimit(k) for k in ("user:1", "user:1", "user:2"))
-    assert first.check()
-    assert second.check()
-    assert not first.check()
-    assert not second.check()
-    assert other.check()
+    assert await first.check()
+    assert await second.check()
+    assert not await first.check()
+    assert not await second.check()
+    assert await other.check()
 
 
 async def test_a_rate_of_zero_turns_the_limits_off(settings):
     settings.KAIWA_RATE_MESSAGES_PER_SECOND = 0
     settings.KAIWA_CONNECT_RATE_PER_IP = 0
     settings.KAIWA_MAX_CONNECTIONS_PER_USER = 0
-    assert all(limits.SenderLimit("user:1").check() for _ in range(10_000))
-    assert all(limits.connect_allowed("10.0.0.1") for _ in range(10_000))
-    assert all(limits.user_socket_acquire(1) for _ in range(10_000))
+    assert all([await limits.SenderLimit("user:1").check() for _ in range(10_000)])
+    assert all([await limits.connect_allowed("10.0.0.1") for _ in range(10_000)])
+    assert all([await limits.user_socket_acquire(1, f"s{i}") for i in range(10_000)])
 
 
 async def test_connect_buckets_are_per_address(settings, clock):
     settings.KAIWA_CONNECT_RATE_PER_IP = 0.5
     settings.KAIWA_CONNECT_BURST_PER_IP = 2
-    assert [limits.connect_allowed("10.0.0.1") for _ in range(3)] == [True, True, False]
-    assert limits.connect_allowed("10.0.0.2")
-    assert limits.connect_allowed(None)  # no address: nothing to key on
+    assert [await limits.connect_allowed("10.0.0.1") for _ in range(3)] == [True, True, False]
+    assert await limits.connect_allowed("10.0.0.2")
+    assert await limits.connect_allowed(None)  # no address: nothing to key on
     assert limits.retry_after_seconds() == 2
 
 
@@ -95,14 +96,14 @@ def test_idle_buckets_are_forgotten_without_changing_any_answer(clock):
 
 async def test_user_socket_cap_counts_and_releases(settings):
     settings.KAIWA_MAX_CONNECTIONS_PER_USER = 2
-    assert limits.user_socket_acquire(1)
-    assert limits.user_socket_acquire(1)
-    assert not limits.user_socket_acquire(1)
-    assert limits.user_socket_acquire(2)
-    limits.user_socket_release(1)
-    assert limits.user_socket_acquire(1)
-    limits.user_socket_release(1)
-    limits.user_socket_release(1)
+    assert await limits.user_socket_acquire(1, "a")
+    assert await limits.user_socket_acquire(1, "b")
+    assert not await limits.user_socket_acquire(1, "c")
+    assert await limits.user_socket_acquire(2, "d")
+    await limits.user_socket_release(1, "a")
+    assert await limits.user_socket_acquire(1, "e")
+    await limits.user_socket_release(1, "b")
+    await limits.user_socket_release(1, "e")
     assert limits.get_limits().sockets == {2: 1}
 
 
@@ -117,7 +118,7 @@ def test_rest_posts_share_the_sockets_message_budget(settings, clock):
     alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
     RoomFactory(slug="lobby")
     socket = limits.SenderLimit(f"user:{alice.pk}")
-    assert socket.check()  # one message over WebSocket
+    assert async_to_sync(socket.check)()  # one message over WebSocket
     client = Client()
     client.force_login(alice)
 
@@ -129,9 +130,25 @@ def test_rest_posts_share_the_sockets_message_budget(settings, clock):
     assert [post(client).status_code for _ in range(3)] == [201, 201, 429]
     refused = post(client)
     assert refused.json()["code"] == "rate_limited"
-    assert not socket.check()  # the REST posts emptied the socket's bucket too
+    assert not async_to_sync(socket.check)()  # the REST posts emptied the socket's bucket too
     other = Client()
     other.force_login(bob)
     assert post(other).status_code == 201  # per user
     clock.now += 1
     assert post(client).status_code == 201
+
+
+async def test_a_dead_redis_lets_requests_through_and_says_so(settings, caplog):
+    from kaiwa.chat import cluster_limits
+
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+    settings.KAIWA_RATE_MESSAGES_PER_SECOND = 1.0
+    settings.KAIWA_RATE_BURST = 1
+    settings.KAIWA_MAX_CONNECTIONS_PER_USER = 1
+    cluster_limits._last_logged = 0.0
+    assert await limits.SenderLimit("user:1").check()
+    assert await limits.SenderLimit("user:1").check()  # no window to count in: let through
+    assert await limits.connect_allowed("10.0.0.1")
+    assert await limits.user_socket_acquire(1, "a")
+    assert not await limits.user_socket_acquire(1, "b")  # this process still counts its own
+    assert "Redis unavailable" in caplog.text

@@ -1,0 +1,104 @@
+"""Flood limits across two `kaiwa serve` processes on PostgreSQL and Redis
+(kaiwa.chat.cluster_limits): a user's socket cap and message rate, and an
+address's connect rate, hold for the cluster, not per process."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from websockets.exceptions import InvalidStatus
+
+from tests.kaiwa_process import KaiwaServer, create_users, services_env
+from tests.wsclient import Client, Rest, room_name
+
+pytestmark = [pytest.mark.e2e, pytest.mark.services]
+
+
+def cluster_of(env: dict[str, str], tmp) -> list[KaiwaServer]:
+    return [KaiwaServer(env, tmp / f"serve-{n}.log").start() for n in ("a", "b")]
+
+
+@pytest.fixture
+def limited(postgres_url, redis_url, tmp_path) -> Iterator[list[KaiwaServer]]:
+    env = services_env(
+        tmp_path,
+        postgres_url,
+        redis_url,
+        KAIWA_MAX_CONNECTIONS_PER_USER="2",
+        KAIWA_RATE_MESSAGES_PER_SECOND="0.1",  # a window of 3 messages per 30 s
+        KAIWA_RATE_BURST="3",
+        KAIWA_RATE_STRIKES="100",
+    )
+    create_users(env, "alice", "bob")
+    servers = cluster_of(env, tmp_path)
+    yield servers
+    for server in servers:
+        server.stop()
+
+
+async def test_the_socket_cap_holds_across_processes(limited):
+    a, b = limited
+    token = a.token("alice")
+    room = room_name()
+    first = await Client.join(a, room, token=token)
+    second = await Client.join(b, room, token=token)
+    third = await Client.open(a, room, token=token)
+    await third.expect_close(4429)  # two open already, one on each process
+    await second.close()
+    again = await Client.join(a, room, token=token)  # a slot was freed on b
+    other = await Client.join(b, room, token=b.token("bob"))  # per user
+    for client in (first, again, other):
+        await client.close()
+
+
+async def test_the_message_rate_holds_across_processes_and_rest(limited):
+    a, b = limited
+    token = a.token("alice")
+    room = room_name()
+    on_a = await Client.join(a, room, token=token)
+    on_b = await Client.join(b, room, token=token)
+    await on_a.say("one")
+    assert (await on_a.expect("message"))["message"] == "one"
+    await on_b.say("two")
+    async with Rest(b, token) as rest:
+        await rest.post_message(room, "three")
+        refused = await rest.client.post(f"/api/rooms/{room}/messages/", json={"message": "four"})
+        assert (refused.status_code, refused.json()["code"]) == (429, "rate_limited")
+    await on_a.say("five")  # the fourth of the window, on the other process
+    assert [(await on_a.expect("message"))["message"] for _ in range(2)] == ["two", "three"]
+    await on_a.expect_error("rate_limited")
+    assert [(await on_b.expect("message"))["message"] for _ in range(3)] == ["one", "two", "three"]
+    await on_b.ping()  # nothing after "three": "five" was not stored
+    for client in (on_a, on_b):
+        await client.close()
+
+
+async def test_the_connect_rate_of_an_address_holds_across_processes(
+    postgres_url, redis_url, tmp_path
+):
+    env = services_env(
+        tmp_path,
+        postgres_url,
+        redis_url,
+        KAIWA_CONNECT_RATE_PER_IP="0.05",  # a window of 3 handshakes per 60 s
+        KAIWA_CONNECT_BURST_PER_IP="3",
+    )
+    create_users(env, "alice")
+    a, b = servers = cluster_of(env, tmp_path)
+    try:
+        token = a.token("alice")
+        room = room_name()
+        opened = [
+            await Client.join(a, room, token=token),
+            await Client.join(b, room, token=token),
+            await Client.join(a, room, token=token),
+        ]
+        with pytest.raises(InvalidStatus) as refused:
+            await Client.open(b, room, token=token)
+        assert refused.value.response.status_code == 429
+        for client in opened:
+            await client.close()
+    finally:
+        for server in servers:
+            server.stop()
