@@ -199,6 +199,21 @@ def make_targets(work: Path, names: Sequence[str], redis: str, postgres: str) ->
             True,
             kaiwa_tokens,
         ),
+        # kaiwa-pg with its flood limits counted per process (KAIWA_CLUSTER_LIMITS=0):
+        # what counting them across processes in Redis costs.
+        "kaiwa-pg-local-limits": lambda: Target(
+            "kaiwa-pg-local-limits",
+            kaiwa,
+            kaiwa_env(
+                KAIWA_DATA_DIR=str(work / "kaiwa-pg-local-data"),
+                DATABASE_URL=_fresh_postgres(postgres),
+                REDIS_URL=redis,
+                KAIWA_REDIS_PREFIX=f"bench-{uuid.uuid4().hex[:8]}",
+                KAIWA_CLUSTER_LIMITS="0",
+            ),
+            True,
+            kaiwa_tokens,
+        ),
         "tutorial": lambda: Target(
             "tutorial",
             [*uvicorn, "bench.tutorial.asgi:application"],

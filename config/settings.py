@@ -189,6 +189,8 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 # Every Redis key and channel of Kaiwa starts with this (two deployments, or
 # test runs, may share one Redis).
 KAIWA_REDIS_PREFIX = os.environ.get("KAIWA_REDIS_PREFIX", "kaiwa")
+# With REDIS_URL, count the flood limits across processes (kaiwa.chat.cluster_limits).
+KAIWA_CLUSTER_LIMITS = env_bool("KAIWA_CLUSTER_LIMITS", True)
 if REDIS_URL:
     # One Redis pub/sub subscription per room per process: the fan-out hub
     # (kaiwa.chat.fanout) joins one group per room, never one per socket.

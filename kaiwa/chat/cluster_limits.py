@@ -33,15 +33,13 @@ import logging
 import math
 import secrets
 import time
-from functools import cache
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache, partial
 from typing import Any
 
 from django.conf import settings
 from limits import RateLimitItem, RateLimitItemPerSecond
-from limits.aio.storage import RedisStorage as AsyncRedisStorage
-from limits.aio.strategies import MovingWindowRateLimiter as AsyncMovingWindow
 from limits.storage import RedisStorage
-from limits.strategies import MovingWindowRateLimiter
 from redis.exceptions import RedisError
 
 from . import loops
@@ -51,12 +49,18 @@ logger = logging.getLogger(__name__)
 SOCKET_TTL_SECONDS = 90.0
 SOCKET_REFRESH_SECONDS = 30.0
 LOG_EVERY_SECONDS = 10.0
+BATCH_MAX = 1000  # requests per trip to the limits thread
+STRICT_MAX = 10_000  # strict senders remembered before the lapsed ones are dropped
+# A Redis that takes longer than this (seconds) to connect or answer counts as
+# down: the request is let through.
+REDIS_TIMEOUT_SECONDS = 1.0
 _last_logged = 0.0
 
 
 def enabled() -> bool:
-    """True when the limits are counted in Redis (REDIS_URL is set)."""
-    return bool(settings.REDIS_URL)
+    """True when the limits are counted in Redis: REDIS_URL is set and
+    KAIWA_CLUSTER_LIMITS is on (the default)."""
+    return bool(settings.REDIS_URL) and settings.KAIWA_CLUSTER_LIMITS
 
 
 def window(rate: float, burst: int) -> RateLimitItem:
@@ -80,63 +84,181 @@ def _log_failure() -> None:
 
 
 @cache
-def _blocking_limiter() -> MovingWindowRateLimiter:
-    return MovingWindowRateLimiter(RedisStorage(settings.REDIS_URL, key_prefix=_prefix()))
+def _blocking_client() -> Any:
+    import redis
+
+    return redis.Redis.from_url(
+        settings.REDIS_URL,
+        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+        socket_timeout=REDIS_TIMEOUT_SECONDS,
+    )
+
+
+@cache
+def _blocking_storage() -> RedisStorage:
+    return RedisStorage(
+        settings.REDIS_URL,
+        key_prefix=_prefix(),
+        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+        socket_timeout=REDIS_TIMEOUT_SECONDS,
+    )
+
+
+@cache
+def _executor() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(1, thread_name_prefix="kaiwa-limits")
+
+
+def _socket_key(slot: str) -> str:
+    return f"{_prefix()}:sockets:{slot}"
+
+
+# What a batch holds: ("hit", (item, key)), ("acquire", (slot, member, cap)),
+# ("release", (slot, member)), ("refresh", {slot: members}).
+Request = tuple[str, Any]
+
+
+def _run_batch(requests: list[Request]) -> list[bool]:
+    """Run a batch of limit requests on the limits thread, blocking, in a few
+    Redis round trips for the whole batch; one answer each (True: allowed,
+    or let through when Redis fails)."""
+    try:
+        return _pipelined(requests)
+    except RedisError:
+        _log_failure()
+        return [True] * len(requests)
+
+
+def _pipelined(requests: list[Request]) -> list[bool]:
+    answers = [True] * len(requests)
+    hits = [(i, args) for i, (kind, args) in enumerate(requests) if kind == "hit"]
+    if hits:
+        # The limits library's moving window (MovingWindowRateLimiter.hit is
+        # storage.acquire_entry: its registered Lua script on the prefixed
+        # key), called for every hit of the batch in one pipeline.
+        storage = _blocking_storage()
+        now = time.time()
+        with _blocking_client().pipeline(transaction=False) as pipe:
+            for _, (item, key) in hits:
+                storage.lua_acquire_moving_window(
+                    [storage.prefixed_key(item.key_for(key))],
+                    [now, item.amount, item.get_expiry(), 1],
+                    client=pipe,
+                )
+            for (i, _), acquired in zip(hits, pipe.execute(), strict=True):
+                answers[i] = bool(acquired)
+    ttl = math.ceil(SOCKET_TTL_SECONDS)
+    now = time.time()
+    acquires = [(i, args) for i, (kind, args) in enumerate(requests) if kind == "acquire"]
+    others = [args for kind, args in requests if kind in ("release", "refresh")]
+    if acquires or others:
+        with _blocking_client().pipeline(transaction=True) as pipe:
+            for _, (slot, member, _) in acquires:
+                key = _socket_key(slot)
+                pipe.zremrangebyscore(key, "-inf", now)
+                pipe.zadd(key, {member: now + SOCKET_TTL_SECONDS})
+                pipe.zcard(key)
+                pipe.expire(key, ttl)
+            for args in others:
+                if isinstance(args, dict):  # refresh: {slot: members}
+                    for slot, members in args.items():
+                        lapse = now + SOCKET_TTL_SECONDS
+                        pipe.zadd(_socket_key(slot), dict.fromkeys(members, lapse))
+                        pipe.expire(_socket_key(slot), ttl)
+                else:  # release: (slot, member)
+                    pipe.zrem(_socket_key(args[0]), args[1])
+            results = pipe.execute()
+        # Added first, counted after: when processes race for the last slot,
+        # both may be refused, never both admitted.
+        over = []
+        for n, (i, (slot, member, cap)) in enumerate(acquires):
+            if results[4 * n + 2] > cap:
+                answers[i] = False
+                over.append((slot, member))
+        if over:
+            with _blocking_client().pipeline(transaction=False) as pipe:
+                for slot, member in over:
+                    pipe.zrem(_socket_key(slot), member)
+                pipe.execute()
+    return answers
 
 
 class LoopLimits:
-    """The asynchronous side of one event loop: its Redis client (bound to
-    the loop), the moving windows, and the loop's sockets in the per-user sets."""
+    """The cluster limits as one event loop uses them: the requests of the
+    moment (every handshake of a connect storm, every post) queue and go to
+    the limits thread as one batch, so that the loop pays one thread hop per
+    batch, never a Redis round trip per request (the ``limits`` library's
+    calls and the socket sets then run there, blocking, one after the other).
+    Also keeps this loop's sockets in the per-user sets alive."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        storage = AsyncRedisStorage(
-            "async+" + settings.REDIS_URL, implementation="redispy", key_prefix=_prefix()
-        )
-        self.limiter = AsyncMovingWindow(storage)
-        self.storage = storage
-        self.sockets: dict[str, set[str]] = {}  # user slot -> this loop's socket ids
-        self.process = secrets.token_hex(6)
-        self._client: Any = None
-        self._refresher: asyncio.Task[None] | None = None
         self.loop = loop
+        self.queue: list[tuple[Request, asyncio.Future[bool]]] = []
+        self.task: asyncio.Task[None] | None = None
+        self.sockets: dict[str, set[str]] = {}  # user slot -> this loop's socket members
+        self.process = secrets.token_hex(6)
+        self.strict: dict[str, float] = {}  # sender key -> monotonic end of strict mode
+        self._refresher: asyncio.Task[None] | None = None
 
-    def client(self) -> Any:
-        if self._client is None:
-            import redis.asyncio
+    async def _ask(self, request: Request) -> bool:
+        future: asyncio.Future[bool] = self.loop.create_future()
+        self.queue.append((request, future))
+        if self.task is None:
+            self.task = self.loop.create_task(self._run())
+        return await future
 
-            self._client = redis.asyncio.Redis.from_url(settings.REDIS_URL)
-        return self._client
-
-    def _key(self, slot: str) -> str:
-        return f"{_prefix()}:sockets:{slot}"
+    async def _run(self) -> None:
+        try:
+            while self.queue:
+                batch, self.queue = self.queue[:BATCH_MAX], self.queue[BATCH_MAX:]
+                try:
+                    answers = await self.loop.run_in_executor(
+                        _executor(), _run_batch, [request for request, _ in batch]
+                    )
+                except Exception:  # never leave a handshake waiting
+                    logger.exception("flood limits: batch failed; letting it through")
+                    answers = [True] * len(batch)
+                for (_, future), answer in zip(batch, answers, strict=True):
+                    if not future.done():
+                        future.set_result(answer)
+        finally:
+            self.task = None
 
     async def hit(self, item: RateLimitItem, key: str) -> bool:
         """Count one hit of ``key`` in ``item``'s window; False when over it."""
-        try:
-            return bool(await self.limiter.hit(item, key))
-        except RedisError:
-            _log_failure()
-            return True
+        return await self._ask(("hit", (item, key)))
+
+    async def message_allowed(self, key: str) -> bool:
+        """The message window of sender ``key``, counted without making a
+        sender who keeps within it wait: his hit goes into the next batch
+        and his message on at once. Once a hit of his is refused (the window
+        is full across processes), he is *strict* for a window's length:
+        each of his messages then waits for its own hit's answer, so the
+        window holds; what got past before the first refusal is at most one
+        batch's worth of his messages per process."""
+        item = message_item()
+        now = time.monotonic()
+        if self.strict.get(key, 0.0) > now:
+            allowed = await self.hit(item, key)
+            if not allowed:
+                self.strict[key] = time.monotonic() + item.get_expiry()
+            return allowed
+        if self.strict.pop(key, None) is None and len(self.strict) > STRICT_MAX:
+            self.strict = {k: end for k, end in self.strict.items() if end > now}
+        task = loops.spawn(self.hit(item, key))
+        task.add_done_callback(partial(self._counted, key, item.get_expiry()))
+        return True
+
+    def _counted(self, key: str, expiry: int, task: asyncio.Task[bool]) -> None:
+        if not task.cancelled() and task.exception() is None and not task.result():
+            self.strict[key] = time.monotonic() + expiry
 
     async def socket_acquire(self, slot: str, socket_id: str, cap: int) -> bool:
         """Add socket ``socket_id`` to ``slot``'s set unless that makes more
         than ``cap`` live ones; True when added."""
         member = f"{self.process}:{socket_id}"
-        key = self._key(slot)
-        now = time.time()
-        try:
-            async with self.client().pipeline(transaction=True) as pipe:
-                pipe.zremrangebyscore(key, "-inf", now)
-                pipe.zadd(key, {member: now + SOCKET_TTL_SECONDS})
-                pipe.zcard(key)
-                pipe.expire(key, math.ceil(SOCKET_TTL_SECONDS))
-                count = (await pipe.execute())[2]
-            if count > cap:
-                await self.client().zrem(key, member)
-                return False
-        except RedisError:
-            _log_failure()
-            return True
+        if not await self._ask(("acquire", (slot, member, cap))):
+            return False
         self.sockets.setdefault(slot, set()).add(member)
         if self._refresher is None:
             self._refresher = self.loop.create_task(self._refresh())
@@ -151,24 +273,14 @@ class LoopLimits:
         mine.discard(member)
         if not mine:
             del self.sockets[slot]
-        try:
-            await self.client().zrem(self._key(slot), member)
-        except RedisError:
-            _log_failure()
+        await self._ask(("release", (slot, member)))
 
     async def _refresh(self) -> None:
         """Every SOCKET_REFRESH_SECONDS, push the lapse of this loop's live sockets."""
         while True:
             await asyncio.sleep(SOCKET_REFRESH_SECONDS)
-            lapse = time.time() + SOCKET_TTL_SECONDS
-            try:
-                async with self.client().pipeline(transaction=False) as pipe:
-                    for slot, members in self.sockets.items():
-                        pipe.zadd(self._key(slot), dict.fromkeys(members, lapse))
-                        pipe.expire(self._key(slot), math.ceil(SOCKET_TTL_SECONDS))
-                    await pipe.execute()
-            except RedisError:
-                _log_failure()
+            if self.sockets:
+                await self._ask(("refresh", {k: set(v) for k, v in self.sockets.items()}))
 
 
 def loop_limits() -> LoopLimits:
@@ -186,8 +298,4 @@ def connect_item() -> RateLimitItem:
 
 def message_hit_blocking(key: str) -> bool:
     """The message window of ``key`` from a request thread (REST posts)."""
-    try:
-        return bool(_blocking_limiter().hit(message_item(), key))
-    except RedisError:
-        _log_failure()
-        return True
+    return _run_batch([("hit", (message_item(), key))])[0]

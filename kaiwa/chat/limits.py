@@ -201,11 +201,14 @@ def message_post_allowed(key: str) -> bool:
 
 
 async def message_post_allowed_async(key: str) -> bool:
-    """``message_post_allowed`` from the event loop (sockets): the same
-    bucket or window, without blocking the loop on Redis."""
+    """``message_post_allowed`` from the event loop (sockets): this process's
+    bucket, and with ``REDIS_URL`` the window across processes without
+    making a well-behaved sender wait for Redis (``cluster_limits.LoopLimits.message_allowed``)."""
+    if not _message_post_allowed_here(key):
+        return False
     if cluster_limits.enabled() and settings.KAIWA_RATE_MESSAGES_PER_SECOND > 0:
-        return await cluster_limits.loop_limits().hit(cluster_limits.message_item(), key)
-    return _message_post_allowed_here(key)
+        return await cluster_limits.loop_limits().message_allowed(key)
+    return True
 
 
 def _message_post_allowed_here(key: str) -> bool:

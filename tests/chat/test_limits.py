@@ -143,12 +143,43 @@ async def test_a_dead_redis_lets_requests_through_and_says_so(settings, caplog):
 
     settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
     settings.KAIWA_RATE_MESSAGES_PER_SECOND = 1.0
-    settings.KAIWA_RATE_BURST = 1
+    settings.KAIWA_RATE_BURST = 2
     settings.KAIWA_MAX_CONNECTIONS_PER_USER = 1
     cluster_limits._last_logged = 0.0
+    cluster_limits._blocking_storage.cache_clear()
+    cluster_limits._blocking_client.cache_clear()
     assert await limits.SenderLimit("user:1").check()
     assert await limits.SenderLimit("user:1").check()  # no window to count in: let through
+    assert not await limits.SenderLimit("user:1").check()  # this process's bucket still counts
     assert await limits.connect_allowed("10.0.0.1")
     assert await limits.user_socket_acquire(1, "a")
     assert not await limits.user_socket_acquire(1, "b")  # this process still counts its own
     assert "Redis unavailable" in caplog.text
+
+
+def test_the_batched_windows_are_the_limits_librarys_own(settings, redis_url):
+    """kaiwa.chat.cluster_limits pipelines the library's moving-window script:
+    the library's own limiter sees the same window, and a batch of hits
+    answers as one hit after the other would."""
+    import uuid
+
+    from limits import RateLimitItemPerSecond
+    from limits.strategies import MovingWindowRateLimiter
+
+    from kaiwa.chat import cluster_limits
+
+    settings.REDIS_URL = redis_url
+    settings.KAIWA_REDIS_PREFIX = f"kaiwa-test-{uuid.uuid4().hex[:10]}"
+    cluster_limits._blocking_storage.cache_clear()
+    cluster_limits._blocking_client.cache_clear()
+    try:
+        item = RateLimitItemPerSecond(3, 10)
+        batch = [("hit", (item, "user:1"))] * 4 + [("hit", (item, "user:2"))]
+        assert cluster_limits._run_batch(batch) == [True, True, True, False, True]
+        library = MovingWindowRateLimiter(cluster_limits._blocking_storage())
+        assert library.get_window_stats(item, "user:1").remaining == 0
+        assert not library.hit(item, "user:1")
+        assert library.get_window_stats(item, "user:2").remaining == 2
+    finally:
+        cluster_limits._blocking_storage.cache_clear()
+        cluster_limits._blocking_client.cache_clear()
