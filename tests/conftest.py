@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -36,6 +37,19 @@ def postgres_url() -> Iterator[str]:
     subprocess.run(["psql", admin, "-qc", f"CREATE DATABASE {name}"], check=True)
     yield f"{POSTGRES_URL}/{name}"
     subprocess.run(["psql", admin, "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"])
+
+
+@contextlib.contextmanager
+def fresh_postgres_database(prefix: str = "kaiwa_fresh") -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database, dropped afterwards: for
+    tests whose outcome other modules' rows in the shared one could change."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = POSTGRES_URL + "/postgres"
+    subprocess.run(["psql", admin, "-qc", f"CREATE DATABASE {name}"], check=True)
+    try:
+        yield f"{POSTGRES_URL}/{name}"
+    finally:
+        subprocess.run(["psql", admin, "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"])
 
 
 @pytest.fixture(scope="session")

@@ -5,13 +5,12 @@ migrates under an advisory lock, the others wait for it; none crashes."""
 from __future__ import annotations
 
 import subprocess
-import uuid
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.conftest import POSTGRES_URL
+from tests.conftest import fresh_postgres_database
 from tests.kaiwa_process import KAIWA, KaiwaServer, base_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.services]
@@ -20,11 +19,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.services]
 @pytest.fixture
 def fresh_database(postgres_url) -> Iterator[str]:
     """The URL of a new, empty PostgreSQL database (dropped after the test)."""
-    name = f"kaiwa_release_{uuid.uuid4().hex[:10]}"
-    admin = POSTGRES_URL + "/postgres"
-    subprocess.run(["psql", admin, "-qc", f"CREATE DATABASE {name}"], check=True)
-    yield f"{POSTGRES_URL}/{name}"
-    subprocess.run(["psql", admin, "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"])
+    with fresh_postgres_database("kaiwa_release") as url:
+        yield url
 
 
 def env_for(database_url: str, tmp_path) -> dict[str, str]:
