@@ -7,6 +7,8 @@ in-memory channel layer and eagerly run Celery tasks. ``DATABASE_URL`` and
 one server.
 """
 
+import ipaddress
+import logging
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -14,6 +16,8 @@ from pathlib import Path
 import dj_database_url
 import dj_email_url
 from django.core.exceptions import ImproperlyConfigured
+
+import kaiwa.logs
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -99,6 +103,7 @@ INSTALLED_APPS = [
     "django_ratelimit",
     "rest_framework",
     "knox",
+    "django_structlog",
     "kaiwa.accounts",
     "kaiwa.chat",
     "kaiwa.notifications",
@@ -111,6 +116,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # One log line per request, with its request_id (kaiwa.logs).
+    "django_structlog.middlewares.RequestMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "kaiwa.accounts.limits.SignInRateLimit",
@@ -365,6 +372,9 @@ KAIWA_MAX_MESSAGE_CHARS = env_int("KAIWA_MAX_MESSAGE_CHARS", 4000)
 KAIWA_EDIT_WINDOW_SECONDS = env_float("KAIWA_EDIT_WINDOW_SECONDS", 0.0)
 # `typing` is not relayed in rooms with more members than this (PROTOCOL.md).
 KAIWA_TYPING_MAX_MEMBERS = env_int("KAIWA_TYPING_MAX_MEMBERS", 100)
+# How often a visible room page asks GET /api/rooms/ for the sidebar's unread
+# counts (seconds): 2,000 visible tabs at 30 s are about 70 requests a second.
+KAIWA_ROOMS_POLL_SECONDS = env_float("KAIWA_ROOMS_POLL_SECONDS", 30.0)
 # Presence (PROTOCOL.md section 3): a user is offline once no socket of his has
 # been open for this long (seconds); `presence` frames go to rooms of at most
 # KAIWA_PRESENCE_MAX_MEMBERS members (0: to none; REST still answers).
@@ -423,6 +433,25 @@ KAIWA_MAX_ROOMS_PER_USER = env_int("KAIWA_MAX_ROOMS_PER_USER", 100)
 # behind the revocation events (kaiwa.chat.signals); 0 turns it off.
 KAIWA_REVALIDATE_SECONDS = env_float("KAIWA_REVALIDATE_SECONDS", 300.0)
 
+# --- metrics (kaiwa.metrics) --------------------------------------------------------
+
+# Who may read GET /metrics: a scraper with the bearer token KAIWA_METRICS_TOKEN
+# (unset: none), or any address in KAIWA_METRICS_ALLOW (networks, comma-separated;
+# default this host only). Everyone else gets 404.
+KAIWA_METRICS_TOKEN = os.environ.get("KAIWA_METRICS_TOKEN", "")
+KAIWA_METRICS_ALLOW = [
+    net.strip()
+    for net in os.environ.get("KAIWA_METRICS_ALLOW", "127.0.0.0/8,::1").split(",")
+    if net.strip()
+]
+for _net in KAIWA_METRICS_ALLOW:
+    try:
+        ipaddress.ip_network(_net, strict=False)
+    except ValueError as _exc:
+        raise ImproperlyConfigured(
+            f"KAIWA_METRICS_ALLOW: {_net!r} is not a network (like 10.0.0.0/8 or ::1)"
+        ) from _exc
+
 # --- HTTPS (check --deploy) --------------------------------------------------------
 
 # With debug off Kaiwa assumes it is reached over HTTPS, usually through a proxy
@@ -448,11 +477,36 @@ X_FRAME_OPTIONS = "DENY"
 # The debug page and error emails mask URL-shaped secrets (DATABASE_URL ...) too.
 DEFAULT_EXCEPTION_REPORTER_FILTER = "kaiwa.errors.KaiwaExceptionReporterFilter"
 
+# Logs (kaiwa.logs): one line per HTTP request (django-structlog) and per
+# socket at INFO, with their request_id or socket_id; KAIWA_LOG_FORMAT=json
+# writes one JSON object per line.
+KAIWA_LOG_FORMAT = os.environ.get("KAIWA_LOG_FORMAT", "plain")
+if KAIWA_LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"KAIWA_LOG_FORMAT must be plain or json, got {KAIWA_LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "kaiwa": {"()": "kaiwa.logs.formatter", "json": KAIWA_LOG_FORMAT == "json"},
+    },
+    "filters": {"quiet": {"()": "kaiwa.logs.QuietFilter"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "kaiwa", "filters": ["quiet"]}
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("KAIWA_LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        # Django's own handlers off (its console one doubles lines in debug):
+        # its records reach the root's. Requests are logged by django-structlog,
+        # so django.request (a line per 4xx) keeps its errors only.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        "django.request": {"level": "ERROR"},
+        "django.db.backends": {"level": "WARNING"},
+    },
 }
+kaiwa.logs.configure_structlog()
+# django-structlog: the request line once, when it is answered; the client
+# address is uvicorn's (X-Forwarded-For only from FORWARDED_ALLOW_IPS), bound
+# by kaiwa.logs, not read from headers any client may send.
+DJANGO_STRUCTLOG_STATUS_START_LOG_LEVEL = logging.DEBUG
+DJANGO_STRUCTLOG_STATUS_4XX_LOG_LEVEL = logging.INFO  # a client's mistake, not the server's
+DJANGO_STRUCTLOG_IP_LOGGING_ENABLED = False

@@ -164,6 +164,9 @@ def serve(host: str, port: int, log_level: str, migrate_first: bool = True) -> N
         lifespan="on",  # kaiwa.chat.lifespan: flush read positions, close the hub
         backlog=settings.KAIWA_LISTEN_BACKLOG,
         log_level=log_level,
+        # uvicorn's records go through Kaiwa's LOGGING (kaiwa.logs: one format,
+        # its per-WebSocket lines left out); requests are logged by Django.
+        log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
     )

@@ -15,9 +15,9 @@ from tests.kaiwa_process import KAIWA, base_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.services]
 
-# config.settings LOGGING's "plain" format: "%(asctime)s %(levelname)s %(name)s: %(message)s".
+# kaiwa.logs' plain format: "<date> <time.microseconds> <LEVEL> <logger>: <message>".
 READY_LINE = re.compile(
-    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO celery\.apps\.worker: celery@\S+ ready\.$",
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6} INFO celery\.apps\.worker: celery@\S+ ready\.$",
     re.MULTILINE,
 )
 # Celery's own format, "[2025-01-01 12:00:00,000: INFO/MainProcess] ...".

@@ -25,6 +25,7 @@ from django.contrib.auth.models import User
 from django.db import DataError
 from django.db import Error as DatabaseError
 
+from kaiwa import logs, metrics
 from kaiwa.accounts.middleware import BEARER_TOKEN_KEY
 
 from . import db, fanout, frames, limits, loops, selectors, services, validators
@@ -122,12 +123,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # for an alias that names none, which its stubs do not foresee.
         self.channel_layer = None  # type: ignore[assignment]
         self.base_send = send
+        metrics.SOCKETS_OPEN.inc()
         try:
             while True:
                 # An ASGI event is a dict, as Channels' own loop hands it to dispatch.
                 await self.dispatch(await receive())  # type: ignore[arg-type]
         except StopConsumer:
             pass
+        finally:
+            metrics.SOCKETS_OPEN.dec()
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Channels' ``AsyncConsumer.dispatch`` without its thread hop.
@@ -151,7 +155,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         raise StopConsumer()
 
     async def connect(self) -> None:
+        self.accepted_at = time.monotonic()
+        self.close_code: int | None = None  # the code this side closed with
         self.socket_id = new_socket_id()
+        logs.bind_socket(socket_id=self.socket_id)
         self.room: Room | None = None
         self.feed: RoomFeed | None = None
         self.user: User | None = None
@@ -194,6 +201,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         if not await self._take_socket_slot():
             self.closing = True
+            self.close_code = limits.CLOSE_TOO_MANY
+            metrics.JOINS.labels(str(limits.CLOSE_TOO_MANY)).inc()
             await self.close(limits.CLOSE_TOO_MANY, reason="too many connections")
             return
         try:
@@ -234,6 +243,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await get_writer().add_member(room.pk, self.user.pk)
         self.room = room
         self.room_slug = room.slug
+        logs.bind_socket(room=room.slug, user_id=self.user.pk if self.user is not None else None)
         if self.user is not None:
             self.user_id = self.user.pk
             # Channels' AuthMiddleware keeps a lazy user here; this stack a resolved one.
@@ -279,6 +289,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             assert self.room is not None
             stored = await db.run_read(selectors.message_backlog, room=self.room, after=after)
             backlog = (stored.frames, stored.reset_seq, stored.latest_seq)
+        if after is not None:
+            metrics.RESUMES.labels("replayed" if backlog[1] is None else "reset").inc()
         await self._send_backlog(slug, *backlog)
 
     async def _send_backlog(
@@ -292,6 +304,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         ready = {"type": "ready", "room": slug, "seq": self.last_seq, "username": self.username}
         await self._send_now(frames.encode(ready))
         self.ready = True
+        metrics.JOINS.labels("ready").inc()
+        metrics.JOIN_SECONDS.observe(time.monotonic() - self.accepted_at)
         if self.user_id is not None:
             get_presence().open(self.user_id, self.socket_id)
             self.presence_open = True
@@ -351,6 +365,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if self.ready and not self.closing:
             self._queue(frame)
 
+    def _reply(self, frame: str) -> None:
+        """Queue a frame of this socket's own (an answer, an error), counted."""
+        metrics.sent(frame)
+        self._queue(frame)
+
     def _queue(self, frame: str) -> None:
         try:
             self.outbox.put(frame)
@@ -359,6 +378,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     def _overflow(self) -> None:
         if not self.closing:
+            metrics.OUTBOX_OVERFLOWS.inc()
             logger.info("socket %s too slow: closing with 4408", self.socket_id)
             loops.spawn(self._close(CLOSE_TOO_SLOW))
 
@@ -368,7 +388,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if self.closing or not self.ready:
             return
         if text_data is None:
-            self._queue(frames.error_frame("bad_frame", "Binary frames are not supported."))
+            self._reply(frames.error_frame("bad_frame", "Binary frames are not supported."))
             return
         if len(text_data) * 4 > settings.KAIWA_MAX_FRAME_BYTES and (
             len(text_data.encode()) > settings.KAIWA_MAX_FRAME_BYTES
@@ -378,20 +398,21 @@ class ChatConsumer(AsyncWebsocketConsumer):
         try:
             data = orjson.loads(text_data)
         except orjson.JSONDecodeError:
-            self._queue(frames.error_frame("bad_json", "The frame is not valid JSON."))
+            self._reply(frames.error_frame("bad_json", "The frame is not valid JSON."))
             return
         if not isinstance(data, dict):
-            self._queue(frames.error_frame("bad_frame", "A frame is one JSON object."))
+            self._reply(frames.error_frame("bad_frame", "A frame is one JSON object."))
             return
         await self._dispatch(data)
 
     async def _dispatch(self, data: dict[str, Any]) -> None:
         kind = data.get("type", "message")
+        metrics.received(kind)
         try:
             if kind == "message":
                 await self._post(data)
             elif kind == "ping":
-                self._queue(frames.PONG_FRAME)
+                self._reply(frames.PONG_FRAME)
             elif kind == "read":
                 await self._read(data)
             elif kind in ("edit", "delete", "react"):
@@ -401,22 +422,22 @@ class ChatConsumer(AsyncWebsocketConsumer):
             elif kind == "presence":
                 self._presence(data)
             else:
-                self._queue(frames.error_frame("bad_frame", f"Unknown frame type {kind!r}."))
+                self._reply(frames.error_frame("bad_frame", f"Unknown frame type {kind!r}."))
         except (NotAuthenticated, RoomForbidden) as exc:  # access lost: nothing stored
-            self._queue(frames.error_frame(exc.code, exc.detail, _client_id(kind, data)))
+            self._reply(frames.error_frame(exc.code, exc.detail, _client_id(kind, data)))
             await self._close(exc.close_code)
         except ChatError as exc:
-            self._queue(frames.error_frame(exc.code, exc.detail, _client_id(kind, data)))
+            self._reply(frames.error_frame(exc.code, exc.detail, _client_id(kind, data)))
         except DataError:  # what validation missed and the database refused
             logger.warning("a frame the database refused", exc_info=True)
-            self._queue(
+            self._reply(
                 frames.error_frame(
                     "bad_frame", "The database refused this frame.", _client_id(kind, data)
                 )
             )
         except DatabaseError:
             logger.exception("database unavailable")
-            self._queue(
+            self._reply(
                 frames.error_frame("unavailable", Unavailable().detail, _client_id(kind, data))
             )
 
@@ -467,7 +488,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             if self.sender_limit.exhausted:
                 await self._close(limits.CLOSE_TOO_MANY)
             else:
-                self._queue(frames.error_frame("rate_limited", self.sender_limit.detail()))
+                self._reply(frames.error_frame("rate_limited", self.sender_limit.detail()))
             return
         common: dict[str, object] = {
             "room": self.room,
@@ -493,8 +514,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if not await self.sender_limit.check():  # token bucket: nothing stored (kaiwa.chat.limits)
             if self.sender_limit.exhausted:
                 await self._close(limits.CLOSE_TOO_MANY)
-            else:
-                self._queue(frames.error_frame("rate_limited", self.sender_limit.detail()))
+            else:  # naming the send it refuses (PROTOCOL.md section 3)
+                detail = self.sender_limit.detail()
+                self._reply(frames.error_frame("rate_limited", detail, _client_id("message", data)))
             return
         post = services.Post(
             room=self.room,
@@ -507,7 +529,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         )
         message, created = await get_writer().submit(post)
         if not created:  # a retry: the original is the acknowledgement
-            self._queue(frames.message_frame(message, post.room.slug))
+            self._reply(frames.message_frame(message, post.room.slug))
 
     async def _read(self, data: dict[str, Any]) -> None:
         """Note the read position in memory (stored within a second, see
@@ -526,12 +548,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # --- plumbing ---------------------------------------------------------------
 
     async def _send_now(self, frame: str) -> None:
+        metrics.sent(frame)
         await self.outbox.send({"type": "websocket.send", "text": frame})
 
     async def _close(self, code: int) -> None:
         if self.closing:
             return
         self.closing = True
+        self.close_code = code
+        if not self.ready:
+            metrics.JOINS.labels(str(code)).inc()
         self.outbox.close()
         try:
             await asyncio.wait_for(self.close(code), CLOSE_TIMEOUT_SECONDS)
@@ -539,7 +565,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
             logger.info("socket %s: close %d not sent", self.socket_id, code)
 
     async def disconnect(self, code: int) -> None:
+        """Release what the socket held; counts its close, by the code this
+        side sent if it closed first, else by the client's (or 1006)."""
         self.closing = True
+        code = self.close_code or code
+        metrics.CLOSES.labels(str(code)).inc()
+        # The socket's one line at INFO (kaiwa.logs), its ids bound since connect.
+        logs.socket_closed(code, time.monotonic() - self.accepted_at, self.ready)
         if self.socket_slot is not None:
             slot, self.socket_slot = self.socket_slot, None
             await limits.user_socket_release(slot, self.socket_id)

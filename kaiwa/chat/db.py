@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
@@ -35,6 +36,8 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import close_old_connections
+
+from kaiwa import metrics
 
 R = TypeVar("R")
 
@@ -51,9 +54,13 @@ def _read_executor() -> ThreadPoolExecutor:
 
 def _in_thread(func: Callable[..., R], kwargs: dict[str, Any]) -> R:
     close_old_connections()
+    started = time.perf_counter()
     try:
         return func(**kwargs)
     finally:
+        metrics.DATABASE_SECONDS.labels(getattr(func, "__name__", "other")).observe(
+            time.perf_counter() - started
+        )
         close_old_connections()
 
 

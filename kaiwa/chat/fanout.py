@@ -60,6 +60,8 @@ from channels.layers import BaseChannelLayer, InMemoryChannelLayer, get_channel_
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from kaiwa import metrics
+
 from . import db, frames, loops
 from .models import Message
 from .relay import relay_latest_id, relay_read, relay_write
@@ -419,8 +421,12 @@ class RoomFeed:
             if frame is None:  # a hole: nothing to deliver (invariant 5)
                 continue
             self._remember(self.hwm, frame)
-            for subscriber in tuple(self.subscribers):
+            subscribers = tuple(self.subscribers)
+            for subscriber in subscribers:
                 subscriber.deliver(self.hwm, frame)
+            if subscribers:
+                metrics.DELIVERIES.inc(len(subscribers))
+                metrics.sent(frame, len(subscribers))
         for stale in [s for s in pending if s <= self.hwm]:
             del pending[stale]
         if pending:
@@ -451,6 +457,7 @@ class RoomFeed:
                     logger.exception("gap fill of room %s failed; retrying", self.slug)
                     await asyncio.sleep(1.0)
                     continue
+                metrics.GAP_FILLS.inc()
                 logger.warning(
                     "room %s: filled seq %d..%d from the database",
                     self.slug,
@@ -651,16 +658,27 @@ class Hub:
         if feed is None:
             return
         sender = event.get("user")
+        count = 0
         for subscriber in tuple(feed.subscribers):
             if sender is None or subscriber.user_id != sender:
+                count += 1
                 for frame in event["frames"]:
                     subscriber.deliver_event(frame)
+        if count:
+            metrics.DELIVERIES.inc(count * len(event["frames"]))
+            for frame in event["frames"]:
+                metrics.sent(frame, count)
 
     def _deliver_user_event(self, event: dict[str, Any]) -> None:
         origin = event.get("origin")
+        count = 0
         for subscriber in tuple(self.user_sockets.get(event["user"], ())):
             if subscriber.socket_id != origin:
+                count += 1
                 subscriber.deliver_event(event["frame"])
+        if count:
+            metrics.DELIVERIES.inc(count)
+            metrics.sent(event["frame"], count)
 
     # --- membership -----------------------------------------------------------
 
@@ -772,10 +790,14 @@ class Hub:
 
     async def _group_send(self, group: str, event: dict[str, Any]) -> None:
         # A lost publish is repaired by gap filling (invariant 2).
+        started = time.perf_counter()
         try:
             await self.layer.group_send(group, event)
         except Exception:
+            metrics.PUBLISH_SECONDS.labels("error").observe(time.perf_counter() - started)
             logger.exception("group_send to %s failed", group)
+        else:
+            metrics.PUBLISH_SECONDS.labels("ok").observe(time.perf_counter() - started)
 
     async def close(self) -> None:
         """Stop the hub's tasks (channel-layer reader, watcher, revalidator)
@@ -845,6 +867,8 @@ def publish_message(message: Message, room_slug: str) -> None:
     """Broadcast a committed message to its room (called from ``on_commit``)."""
     frame = frames.message_frame(message, room_slug)
     seq = message.seq
+    metrics.MESSAGES_STORED.inc()
+    metrics.ROOM_EVENTS_STORED.labels("message").inc()
     _publish(
         lambda hub: hub.publish_room(room_slug, seq, frame),
         room_group(room_slug),
@@ -855,6 +879,7 @@ def publish_message(message: Message, room_slug: str) -> None:
 def publish_frame(room_slug: str, seq: int, frame: str) -> None:
     """Broadcast a committed room event (``edit``, ``delete``, ``reaction``)
     of sequence number ``seq`` to its room (called from ``on_commit``)."""
+    metrics.ROOM_EVENTS_STORED.labels(metrics.frame_type(frame)).inc()
     _publish(
         lambda hub: hub.publish_room(room_slug, seq, frame),
         room_group(room_slug),

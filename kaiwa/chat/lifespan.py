@@ -11,6 +11,8 @@ accepted is lost and no task is left running.
 import logging
 from typing import Any
 
+from kaiwa import metrics
+
 from . import loops
 
 logger = logging.getLogger(__name__)
@@ -28,6 +30,7 @@ async def process_shutdown() -> None:
     hub = loops.existing("hub")
     if hub is not None:
         await hub.close()
+    metrics.process_exit()
 
 
 async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:

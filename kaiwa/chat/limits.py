@@ -55,6 +55,8 @@ from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
+from kaiwa import metrics
+
 from . import cluster_limits, loops
 
 logger = logging.getLogger(__name__)
@@ -196,8 +198,17 @@ def message_post_allowed(key: str) -> bool:
     window per key across every process (blocking: for request threads).
     Always True with KAIWA_RATE_MESSAGES_PER_SECOND at 0."""
     if cluster_limits.enabled() and settings.KAIWA_RATE_MESSAGES_PER_SECOND > 0:
-        return cluster_limits.message_hit_blocking(key)
-    return _message_post_allowed_here(key)
+        allowed = cluster_limits.message_hit_blocking(key)
+    else:
+        allowed = _message_post_allowed_here(key)
+    return allowed or refused("message")
+
+
+def refused(limit: str) -> bool:
+    """Count one refusal by ``limit`` (message, connect, sockets,
+    room_create) in kaiwa_rate_limit_refusals_total; returns False."""
+    metrics.RATE_LIMITED.labels(limit).inc()
+    return False
 
 
 async def message_post_allowed_async(key: str) -> bool:
@@ -205,9 +216,9 @@ async def message_post_allowed_async(key: str) -> bool:
     bucket, and with ``REDIS_URL`` the window across processes without
     making a well-behaved sender wait for Redis (``cluster_limits.LoopLimits.message_allowed``)."""
     if not _message_post_allowed_here(key):
-        return False
+        return refused("message")
     if cluster_limits.enabled() and settings.KAIWA_RATE_MESSAGES_PER_SECOND > 0:
-        return await cluster_limits.loop_limits().message_allowed(key)
+        return await cluster_limits.loop_limits().message_allowed(key) or refused("message")
     return True
 
 
@@ -243,13 +254,13 @@ async def user_socket_acquire(user_id: int | str, socket_id: str) -> bool:
     sockets = get_limits().sockets
     count = sockets.get(user_id, 0)
     if cap > 0 and count >= cap:
-        return False
+        return refused("sockets")
     if (
         cap > 0
         and cluster_limits.enabled()
         and not await cluster_limits.loop_limits().socket_acquire(str(user_id), socket_id, cap)
     ):
-        return False
+        return refused("sockets")
     sockets[user_id] = sockets.get(user_id, 0) + 1
     return True
 
@@ -285,8 +296,10 @@ async def connect_allowed(ip: str | None) -> bool:
     if ip is None or limiter is None:
         return True
     if cluster_limits.enabled():
-        return await cluster_limits.loop_limits().hit(cluster_limits.connect_item(), f"ip:{ip}")
-    return bool(limiter.consume(ip))
+        allowed = await cluster_limits.loop_limits().hit(cluster_limits.connect_item(), f"ip:{ip}")
+    else:
+        allowed = bool(limiter.consume(ip))
+    return allowed or refused("connect")
 
 
 def retry_after_seconds() -> int:
@@ -360,7 +373,8 @@ def room_create_allowed(key: str) -> bool:
         if _room_creates is None:
             _room_creates = RoomCreateRate()
         limiter = _room_creates.limiter
-        return limiter is None or limiter.consume(key)
+        allowed = limiter is None or limiter.consume(key)
+    return allowed or refused("room_create")
 
 
 def room_create_limits_reset() -> None:

@@ -42,6 +42,7 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from kaiwa import metrics
 from kaiwa.chat.models import Membership, Message
 
 from . import selectors
@@ -204,6 +205,7 @@ def _missed_message_email_deliver(
         _missed_message_email_refused(record=record, rows=rows)
         return None
     _missed_messages_mark(rows=rows, state=MissedMessage.State.SENT, email=record)
+    metrics.MISSED_MESSAGE_EMAILS.inc()
     logger.info("missed-message email %s: %d messages to user %s", record.pk, len(rows), user.pk)
     return record
 
