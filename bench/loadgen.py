@@ -10,7 +10,7 @@ Message text: ``"<sender>:<n>:<send time ns>"``, sent as ``{"message": text}``
 (the tutorial's frame, which Kaiwa and the raw app accept as well), or with a
 ``client_id`` when the run measures post-to-acknowledgement latency.
 
-Clients behave like the room page (``kaiwa/chat/static/chat/room.js``) when
+Clients behave like the room page (``kaiwa/chat/static/chat/client.js``) when
 ``reads`` is ``"page"``: after each message shown they acknowledge with
 ``{"type": "read", "seq": N}``, at most once per READ_INTERVAL_SECONDS per
 room (a leading send, then one trailing send with the latest seq), exactly as
@@ -32,7 +32,7 @@ import orjson
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 CONNECT_BATCH = 50  # concurrent handshakes at a time (the tutorial's pool dislikes more)
-# The page's read throttle (room.js READ_INTERVAL_MS), seconds.
+# The page's read throttle (client.js READ_INTERVAL_MS), seconds.
 READ_INTERVAL_SECONDS = 1.0
 
 
@@ -164,7 +164,7 @@ class Client(WSListener):
             self._read_soon()
 
     def _read_soon(self) -> None:
-        """room.js markRead: send now if the last read is a second old, else once later."""
+        """client.js seen(): send now if the last read is a second old, else once later."""
         if self.read_timer is not None:
             return
         loop = asyncio.get_running_loop()

@@ -197,7 +197,7 @@ def markdown(
         "  the last paced send), plus any seq a client skipped. In the paced run, deliveries/s is",
         "  the offered 20,000/s for a server that keeps up; one that falls behind shows less.",
         "- Every client is a distinct user with its own API token. Kaiwa's clients send what the",
-        "  room page sends (`read` as `room.js` does, resumes with `after=`); the tutorial and raw",
+        "  room page sends (`read` as `client.js` does, resumes with `after=`); the tutorial and raw",
         "  targets know no `read` frame and only listen. reads sent: `read` frames sent by all",
         "  clients in the run (median of rounds). The tutorial's frames carry no `seq`, so a",
         "  skipped message cannot be told apart there in team-day: its lost column stays 0.",

@@ -214,6 +214,31 @@ def make_targets(work: Path, names: Sequence[str], redis: str, postgres: str) ->
             True,
             kaiwa_tokens,
         ),
+        # kaiwa-pg with PROMETHEUS_MULTIPROC_DIR set: what prometheus_client's
+        # multiprocess mode (values in memory-mapped files) costs.
+        "kaiwa-pg-multiproc": lambda: Target(
+            "kaiwa-pg-multiproc",
+            kaiwa,
+            kaiwa_env(
+                KAIWA_DATA_DIR=str(work / "kaiwa-pg-multiproc-data"),
+                DATABASE_URL=_fresh_postgres(postgres),
+                REDIS_URL=redis,
+                KAIWA_REDIS_PREFIX=f"bench-{uuid.uuid4().hex[:8]}",
+                PROMETHEUS_MULTIPROC_DIR=str(work / f"prometheus-{uuid.uuid4().hex[:8]}"),
+            ),
+            True,
+            kaiwa_tokens,
+        ),
+        # Another checkout's Kaiwa on embedded defaults, side by side with this
+        # one in the same run (A/B of a change): BENCH_BASELINE_KAIWA names its
+        # `kaiwa` command, e.g. /tmp/before/.venv/bin/kaiwa.
+        "kaiwa-baseline": lambda: Target(
+            "kaiwa-baseline",
+            [os.environ["BENCH_BASELINE_KAIWA"], "serve", "--log-level", "warning"],
+            kaiwa_env(KAIWA_DATA_DIR=str(work / "kaiwa-baseline-data")),
+            True,
+            kaiwa_tokens,
+        ),
         "tutorial": lambda: Target(
             "tutorial",
             [*uvicorn, "bench.tutorial.asgi:application"],

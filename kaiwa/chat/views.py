@@ -1,5 +1,6 @@
 """Web pages: the room index and a room."""
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse
@@ -39,6 +40,14 @@ def room(request: AuthenticatedHttpRequest, room_name: str) -> HttpResponse:
     except RoomNotFound as exc:
         if room_name.startswith(DM_PREFIX):
             raise Http404("No such room.") from exc
-        return render(request, "chat/room.html", {"room_name": room_name, "title": room_name})
-    title = visible.title or room_name
-    return render(request, "chat/room.html", {"room_name": room_name, "title": title})
+        return _room_page(request, room_name, room_name)
+    return _room_page(request, room_name, visible.title or room_name)
+
+
+def _room_page(request: AuthenticatedHttpRequest, room_name: str, title: str) -> HttpResponse:
+    page = {
+        "room_name": room_name,
+        "title": title,
+        "rooms_poll_ms": round(settings.KAIWA_ROOMS_POLL_SECONDS * 1000),
+    }
+    return render(request, "chat/room.html", page)

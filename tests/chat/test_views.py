@@ -59,5 +59,5 @@ def test_index_page_lists_your_rooms_first_and_pages_the_rest(alice):
 
 def test_the_pages_scripts_are_served_without_collectstatic():
     # whitenoise serves the apps' static folders directly (WHITENOISE_USE_FINDERS).
-    for script in ("room.js", "index.js"):
+    for script in ("app.js", "client.js", "index.js"):
         assert Client().get(f"/static/chat/{script}").status_code == 200

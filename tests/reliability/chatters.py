@@ -28,7 +28,7 @@ from tests.kaiwa_process import KaiwaServer
 from tests.wsclient import Rest, bearer
 
 RECV_TIMEOUT = 45.0  # seconds without any frame before a chatter gives up
-READ_INTERVAL_SECONDS = 1.0  # the page's read throttle (room.js)
+READ_INTERVAL_SECONDS = 1.0  # the page's read throttle (client.js)
 
 
 @dataclass
