@@ -409,11 +409,34 @@ KAIWA_EMAIL_BATCH_SECONDS = env_float("KAIWA_EMAIL_BATCH_SECONDS", 120.0)
 KAIWA_EMAIL_SWEEP_SECONDS = env_float("KAIWA_EMAIL_SWEEP_SECONDS", 30.0)
 KAIWA_EMAIL_MAX_MESSAGES = env_int("KAIWA_EMAIL_MAX_MESSAGES", 50)
 KAIWA_BASE_URL = os.environ.get("KAIWA_BASE_URL", "").rstrip("/") or "http://127.0.0.1:8000"
+# Sent and skipped missed-message rows (and the emails' records) are deleted
+# after this many days (notifications.tasks.missed_messages_cleanup); 0 keeps them.
+KAIWA_MISSED_MESSAGE_KEEP_DAYS = env_int("KAIWA_MISSED_MESSAGE_KEEP_DAYS", 30)
+
+# Retention (kaiwa.chat.retention): days messages are kept (0: forever; a room
+# may say otherwise in the admin), the seqs deleted per transaction, and how
+# often the beat of `kaiwa worker` applies it (seconds).
+KAIWA_RETENTION_DAYS = env_int("KAIWA_RETENTION_DAYS", 0)
+KAIWA_RETENTION_BATCH = env_int("KAIWA_RETENTION_BATCH", 1000)
+KAIWA_RETENTION_SWEEP_SECONDS = env_float("KAIWA_RETENTION_SWEEP_SECONDS", 3600.0)
+if KAIWA_RETENTION_DAYS < 0 or KAIWA_RETENTION_BATCH < 1:
+    raise ImproperlyConfigured(
+        "KAIWA_RETENTION_DAYS must be 0 (forever) or more, KAIWA_RETENTION_BATCH 1 or more"
+    )
+
 CELERY_BEAT_SCHEDULE = {
     "missed-message-emails-sweep": {
         "task": "kaiwa.notifications.tasks.missed_message_emails_sweep",
         "schedule": KAIWA_EMAIL_SWEEP_SECONDS,
-    }
+    },
+    "retention-sweep": {
+        "task": "kaiwa.chat.tasks.retention_sweep",
+        "schedule": KAIWA_RETENTION_SWEEP_SECONDS,
+    },
+    "missed-messages-cleanup": {
+        "task": "kaiwa.notifications.tasks.missed_messages_cleanup",
+        "schedule": KAIWA_RETENTION_SWEEP_SECONDS,
+    },
 }
 
 # Flood limits (kaiwa.chat.limits), per process; 0 turns one off.

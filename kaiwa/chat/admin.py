@@ -16,10 +16,20 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Room)
 class RoomAdmin(admin.ModelAdmin):
-    list_display = ["slug", "title", "private", "last_seq", "created_at", "created_by"]
+    list_display = [
+        "slug",
+        "title",
+        "private",
+        "last_seq",
+        "retention_days",
+        "created_at",
+        "created_by",
+    ]
     list_filter = ["private"]
     search_fields = ["slug", "title"]
-    readonly_fields = ["last_seq", "created_by", "created_from_ip"]
+    # retention_days is the room's own retention (kaiwa.chat.retention);
+    # purged_seq is where retention has deleted up to.
+    readonly_fields = ["last_seq", "purged_seq", "created_by", "created_from_ip"]
     inlines = [MembershipInline]
 
 

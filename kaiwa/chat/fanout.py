@@ -35,7 +35,7 @@ Invariants (PROTOCOL.md section 4):
    database row was updated, and a deletion empties the text of the
    message's earlier ``edit`` frames too; a row deleted from the database
    outside the services is dropped from every process's feed by
-   ``publish_forget``). A join or resume that this window answers costs no
+   ``publish_forget``, and what retention deleted by ``publish_purge``). A join or resume that this window answers costs no
    query (``RoomFeed.backlog``); any other falls back to the database.
 5. Holes: a seq whose row is gone (deleted outside the services before
    tombstones existed, or since in a shell) is skipped by gap filling once
@@ -71,6 +71,7 @@ logger = logging.getLogger(__name__)
 
 ROOM_MESSAGE = "room.message"
 ROOM_FORGET = "room.forget"
+ROOM_PURGE = "room.purge"
 # Frames for a room's sockets that are never stored and carry no seq
 # (``typing``, ``presence``): {"room", "frames" (a list: one channel-layer
 # message carries all of a moment's frames for a room), "user" (the sender's
@@ -324,18 +325,19 @@ class RoomFeed:
         self._members = (count, time.monotonic() + max_age)
         return count
 
-    def start(self, hwm: int, recent: list[tuple[int, str]] | None = None) -> None:
+    def start(self, hwm: int, recent: list[tuple[int, str]] | None = None, purged: int = 0) -> None:
         """Open the feed at the room's current ``seq`` and flush what arrived meanwhile.
 
-        ``recent``: every room event with seq in (``hwm`` - KAIWA_FEED_MEMORY_MESSAGES,
-        ``hwm``] as ``(seq, frame)``, ascending (``selectors.room_snapshot``);
-        None when unknown.
+        ``recent``: every room event with seq in (max(``purged``, ``hwm`` -
+        KAIWA_FEED_MEMORY_MESSAGES), ``hwm``] as ``(seq, frame)``, ascending
+        (``selectors.room_snapshot``); None when unknown. ``purged``: the
+        room's ``purged_seq`` (retention), below which memory answers nothing.
         """
         self.hwm = hwm
         if recent is None or not self.recent_max:
             self.floor = hwm
         else:
-            self.floor = max(0, hwm - self.recent_max)
+            self.floor = max(0, purged, hwm - self.recent_max)
             self.recent.extend(Remembered(seq, f) for seq, f in recent if seq > self.floor)
         self.ready.set()
         self._advance()
@@ -363,6 +365,16 @@ class RoomFeed:
                 kept.frame = frame_patched(kept.frame, event)
                 if event["type"] == "delete":
                     kept.live = False
+
+    def purge(self, seq: int) -> None:
+        """Drop every remembered room event with seq <= ``seq`` (retention
+        deleted them, kaiwa.chat.retention): a resume from below answers from
+        the database, which says ``reset``."""
+        if seq <= self.floor:
+            return
+        self.floor = seq
+        while self.recent and self.recent[0].seq <= seq:
+            self.recent.popleft()
 
     def forget(self, seq: int) -> None:
         """Drop room event ``seq`` from ``recent`` (its row was deleted)."""
@@ -548,9 +560,10 @@ class Hub:
             except Exception:
                 logger.exception("seq check failed; retrying")
                 continue
-            for slug, seq in latest.items():
+            for slug, (seq, purged) in latest.items():
                 feed = self.feeds.get(slug)
                 if feed is not None:
+                    feed.purge(purged)  # a lost purge event, too
                     feed.catch_up(seq)
 
     async def _relayed(self, after: int) -> int:
@@ -588,6 +601,10 @@ class Hub:
             feed = self.feeds.get(event["room"])
             if feed is not None:
                 feed.forget(event["seq"])
+        elif event.get("type") == ROOM_PURGE:
+            feed = self.feeds.get(event["room"])
+            if feed is not None:
+                feed.purge(event["seq"])
         elif event.get("type") == ROOM_TRANSIENT:
             if event.get("process") != self.process_id:  # ours was delivered when sent
                 self._deliver_transient(event)
@@ -809,10 +826,11 @@ class Hub:
             feed.close()
 
 
-def feed_snapshot(*, slug: str, limit: int) -> tuple[int, list[tuple[int, str]]]:
-    """The room's latest seq and its room events with seq in (latest - ``limit``,
-    latest] as encoded ``(seq, frame)``, ascending (runs on a database
-    thread). Raises RoomNotFound for an unknown room."""
+def feed_snapshot(*, slug: str, limit: int) -> tuple[int, list[tuple[int, str]], int]:
+    """The room's latest seq, its room events with seq in (latest - ``limit``,
+    latest] as encoded ``(seq, frame)``, ascending, and its ``purged_seq``
+    (``selectors.room_snapshot``; runs on a database thread). Raises
+    RoomNotFound for an unknown room."""
     return room_snapshot(slug=slug, limit=limit)
 
 
@@ -860,7 +878,7 @@ def _publish(hub_call: Callable[[Hub], None], group: str, event: dict[str, Any])
 
 # What a process without a shared layer relays (kaiwa.chat.relay): access
 # changes and forgotten rows. Messages need not be: the seq check finds them.
-RELAYED = frozenset({ROOM_FORGET, ROOM_REVALIDATE, USER_REVALIDATE, SESSION_REVOKE})
+RELAYED = frozenset({ROOM_FORGET, ROOM_PURGE, ROOM_REVALIDATE, USER_REVALIDATE, SESSION_REVOKE})
 
 
 def publish_message(message: Message, room_slug: str) -> None:
@@ -885,6 +903,14 @@ def publish_frame(room_slug: str, seq: int, frame: str) -> None:
         room_group(room_slug),
         {"type": ROOM_MESSAGE, "room": room_slug, "seq": seq, "frame": frame},
     )
+
+
+def publish_purge(room_slug: str, seq: int) -> None:
+    """Tell every process that retention deleted the room events of
+    ``room_slug`` up to ``seq`` (call on commit), so that no feed serves
+    them from memory."""
+    event = {"type": ROOM_PURGE, "room": room_slug, "seq": seq}
+    _publish(lambda hub: hub.publish_forget(event), room_group(room_slug), event)
 
 
 def publish_forget(room_slug: str, seq: int) -> None:

@@ -39,6 +39,17 @@ class Room(models.Model):
         related_name="rooms_created",
     )
     created_from_ip = models.GenericIPAddressField(null=True, blank=True, db_index=True)
+    # Retention (kaiwa.chat.retention): days this room keeps its messages;
+    # None: KAIWA_RETENTION_DAYS; 0: forever, whatever the global setting.
+    retention_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Days messages are kept in this room. Empty: KAIWA_RETENTION_DAYS; 0: forever.",
+    )
+    # Every room event with seq <= purged_seq was deleted by retention (a few
+    # messages may stay, see kaiwa.chat.retention): a resume from below it
+    # gets ``reset``.
+    purged_seq = models.PositiveBigIntegerField(default=0)
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="rooms"
     )
@@ -104,6 +115,8 @@ class Message(models.Model):
                 name="message_room_author_client_id_unique",
             ),
         ]
+        # Retention finds a room's messages older than its cutoff (kaiwa.chat.retention).
+        indexes = [models.Index(fields=["room", "created_at"], name="message_room_created")]
 
     def __str__(self) -> str:
         return f"{self.room.slug}#{self.seq} {self.username}"

@@ -236,9 +236,11 @@ def message_backlog(*, room: Room, after: int | None) -> Backlog:
     Without ``after``: the last KAIWA_BACKLOG_MESSAGES messages in their
     current state, deleted ones left out. With ``after``: every room event
     with seq > after (``room_event_frames``), or a reset when more than
-    KAIWA_RESUME_LIMIT are missing or ``after`` is past the room's seq.
+    KAIWA_RESUME_LIMIT are missing, ``after`` is past the room's seq, or
+    retention deleted some of what it asks for (``after`` below the room's
+    ``purged_seq``, kaiwa.chat.retention).
     """
-    latest = Room.objects.values_list("last_seq", flat=True).get(pk=room.pk)
+    latest, purged = Room.objects.values_list("last_seq", "purged_seq").get(pk=room.pk)
     if after is None:
         # Bounded by `latest`: an event committed since belongs to the live
         # stream, which delivers every seq above `latest` exactly once.
@@ -246,7 +248,7 @@ def message_backlog(*, room: Room, after: int | None) -> Backlog:
         messages = list(reversed(live.order_by("-seq")[: settings.KAIWA_BACKLOG_MESSAGES]))
         payloads = message_payloads(messages=messages, room_slug=room.slug)
         return Backlog([frames.encode(p) for p in payloads], None, latest)
-    if after > latest or latest - after > settings.KAIWA_RESUME_LIMIT:
+    if after > latest or after < purged or latest - after > settings.KAIWA_RESUME_LIMIT:
         return Backlog([], latest, latest)
     events = room_event_frames(room_id=room.pk, room_slug=room.slug, after=after, before=latest + 1)
     return Backlog([f for _, f in events], None, latest)
@@ -258,30 +260,37 @@ def room_event_range(*, room_slug: str, after: int, before: int) -> list[tuple[i
     return room_event_frames(room_id=room_id, room_slug=room_slug, after=after, before=before)
 
 
-def room_snapshot(*, slug: str, limit: int) -> tuple[int, list[tuple[int, str]]]:
-    """The room's latest seq and its last ``limit`` room events with seq <= it,
-    as ``(seq, frame)`` ascending (``room_event_frames``). The room is read in
+def room_snapshot(*, slug: str, limit: int) -> tuple[int, list[tuple[int, str]], int]:
+    """The room's latest seq, its last ``limit`` room events with seq <= it
+    as ``(seq, frame)`` ascending (``room_event_frames``; none at or below
+    the room's ``purged_seq``), and that ``purged_seq``. The room is read in
     SQL: a room feed opens with it, many at once in a connect storm, and
     compiling the ORM's query costs about a millisecond of Python. Raises
     RoomNotFound for an unknown room."""
     q = connection.ops.quote_name
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT id, last_seq FROM {q(Room._meta.db_table)} WHERE slug = %s", [slug])
+        cursor.execute(
+            f"SELECT id, last_seq, purged_seq FROM {q(Room._meta.db_table)} WHERE slug = %s",
+            [slug],
+        )
         row = cursor.fetchone()
     if row is None:
         raise RoomNotFound("No such room.")
-    room_id, latest = row
+    room_id, latest, purged = row
     if limit <= 0 or latest == 0:
-        return latest, []
-    after = max(0, latest - limit)
-    return latest, room_event_frames(
+        return latest, [], purged
+    after = max(purged, latest - limit)
+    frames_after = room_event_frames(
         room_id=room_id, room_slug=slug, after=after, before=latest + 1
     )
+    return latest, frames_after, purged
 
 
-def room_last_seqs(*, slugs: list[str]) -> dict[str, int]:
-    """``{slug: last_seq}`` of the rooms named in ``slugs`` (unknown ones left out)."""
-    return dict(Room.objects.filter(slug__in=slugs).values_list("slug", "last_seq"))
+def room_last_seqs(*, slugs: list[str]) -> dict[str, tuple[int, int]]:
+    """``{slug: (last_seq, purged_seq)}`` of the rooms named in ``slugs``
+    (unknown ones left out). One query."""
+    rows = Room.objects.filter(slug__in=slugs).values_list("slug", "last_seq", "purged_seq")
+    return {slug: (last_seq, purged) for slug, last_seq, purged in rows}
 
 
 SEARCH_WORDS_MAX = 10  # words of a query used on SQLite's fallback

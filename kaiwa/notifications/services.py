@@ -39,6 +39,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
+from django.db.models import QuerySet
 from django.template.loader import render_to_string
 from django.utils import timezone
 
@@ -301,3 +302,34 @@ def missed_message_emails_send_due(*, now: datetime | None = None) -> int:
         except Exception:
             logger.exception("missed-message email to user %s failed; left pending", user_id)
     return sent
+
+
+CLEANUP_BATCH = 1000  # rows per delete statement of missed_messages_cleanup
+
+
+def missed_messages_cleanup(*, now: datetime, keep_days: int | None = None) -> tuple[int, int]:
+    """Delete the missed-message rows that are history (sent or skipped) and
+    the records of emails sent, older than ``keep_days`` days (default
+    KAIWA_MISSED_MESSAGE_KEEP_DAYS; 0 keeps everything), at most
+    CLEANUP_BATCH rows per statement. Pending rows are never touched.
+    Returns (rows deleted, email records deleted)."""
+    days = settings.KAIWA_MISSED_MESSAGE_KEEP_DAYS if keep_days is None else keep_days
+    if days <= 0:
+        return 0, 0
+    cutoff = now - timedelta(days=days)
+    done = MissedMessage.objects.exclude(state=MissedMessage.State.PENDING)
+    rows = _delete_in_batches(done.filter(created_at__lt=cutoff))
+    emails = _delete_in_batches(MissedMessageEmail.objects.filter(sent_at__lt=cutoff))
+    if rows or emails:
+        logger.info("missed messages: %d rows and %d email records deleted", rows, emails)
+    return rows, emails
+
+
+def _delete_in_batches(rows: QuerySet[Any]) -> int:
+    deleted = 0
+    while True:
+        ids = list(rows.order_by("pk").values_list("pk", flat=True)[:CLEANUP_BATCH])
+        if not ids:
+            return deleted
+        _, counts = rows.model.objects.filter(pk__in=ids).delete()
+        deleted += counts.get(rows.model._meta.label, 0)

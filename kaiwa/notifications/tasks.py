@@ -124,3 +124,12 @@ class Alarm:
 
 
 alarm = Alarm()
+
+
+@shared_task(acks_late=True)
+def missed_messages_cleanup() -> int:
+    """Delete the sent and skipped missed-message rows and the email records
+    older than KAIWA_MISSED_MESSAGE_KEEP_DAYS (``services.missed_messages_cleanup``);
+    returns the rows deleted. Run periodically (CELERY_BEAT_SCHEDULE)."""
+    rows, _ = services.missed_messages_cleanup(now=timezone.now())
+    return rows
