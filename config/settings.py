@@ -417,7 +417,7 @@ KAIWA_MISSED_MESSAGE_KEEP_DAYS = env_int("KAIWA_MISSED_MESSAGE_KEEP_DAYS", 30)
 # may say otherwise in the admin), the seqs deleted per transaction, and how
 # often the beat of `kaiwa worker` applies it (seconds).
 KAIWA_RETENTION_DAYS = env_int("KAIWA_RETENTION_DAYS", 0)
-KAIWA_RETENTION_BATCH = env_int("KAIWA_RETENTION_BATCH", 1000)
+KAIWA_RETENTION_BATCH = env_int("KAIWA_RETENTION_BATCH", 500)
 KAIWA_RETENTION_SWEEP_SECONDS = env_float("KAIWA_RETENTION_SWEEP_SECONDS", 3600.0)
 if KAIWA_RETENTION_DAYS < 0 or KAIWA_RETENTION_BATCH < 1:
     raise ImproperlyConfigured(

@@ -12,9 +12,10 @@ batches of KAIWA_RETENTION_BATCH seqs, one transaction each:
    deleted can commit meanwhile;
 2. the room events (edits, deletions, reactions) with seq in the batch are
    deleted, and every message with seq <= the batch's top whose room events
-   are all at or below it, with its reactions and versions (its pending
-   missed-message rows are let go by their own foreign key: the email
-   re-check skips them as deleted);
+   are all at or below it, with its reactions and versions, in SQL over the
+   seq range (no row loaded; its pending missed-message rows are let go as
+   their foreign key says, SET_NULL, and the email re-check skips them as
+   deleted);
 3. ``purged_seq`` becomes the batch's top, and on commit every process's
    room feed drops what it remembers at or below it (``fanout.publish_purge``;
    the hub's seq check applies it too, should the event be lost).
@@ -35,10 +36,11 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Exists, Max, OuterRef, Q
+from django.core.exceptions import ImproperlyConfigured
+from django.db import models, transaction
+from django.db.models import Exists, Max, OuterRef, Q, QuerySet
 
-from . import fanout, signals
+from . import fanout
 from .models import Message, Room, RoomEvent
 
 logger = logging.getLogger(__name__)
@@ -111,20 +113,46 @@ def room_retention_apply(*, room: Room, now: datetime, batch_size: int | None = 
 
 def _batch_delete(room_id: int, top: int, size: int) -> tuple[int, int, int]:
     """One batch of ``room_retention_apply``: returns (purged_seq now, messages
-    deleted, other room events deleted)."""
+    deleted, other room events deleted). About eight statements, each over
+    the batch's seq range: no row is loaded into Python."""
     with transaction.atomic():
         room = Room.objects.select_for_update().get(pk=room_id)
         high = min(top, room.purged_seq + size)
-        events, _ = RoomEvent.objects.filter(
-            room_id=room_id, seq__gt=room.purged_seq, seq__lte=high
-        ).delete()
+        events = RoomEvent.objects.filter(room_id=room_id, seq__gt=room.purged_seq, seq__lte=high)
+        deleted_events = events._raw_delete(events.db)
         newer = RoomEvent.objects.filter(message=OuterRef("pk"), seq__gt=high)
         doomed = Message.objects.filter(room_id=room_id, seq__lte=high).exclude(Exists(newer))
-        with signals.feeds_told_by_purge():  # one purge event, not one forget per row
-            _, counts = doomed.delete()
+        _dependents_release(doomed)
+        # Rows deleted in SQL send no pre_delete: the feeds are told once, on commit.
+        deleted_messages = doomed._raw_delete(doomed.db)
         Room.objects.filter(pk=room_id).update(purged_seq=high)
         transaction.on_commit(partial(fanout.publish_purge, room.slug, high))
-    return high, counts.get(Message._meta.label, 0), events
+    return high, deleted_messages, deleted_events
+
+
+def _dependents_release(messages: QuerySet[Message]) -> None:
+    """What ``messages.delete()`` would do to the rows that point at them,
+    in one statement per relation and without loading them: CASCADE ones
+    (reactions, versions, room events) deleted, SET_NULL ones (another app's,
+    such as pending missed-message rows, whose relation is hidden) let go.
+    Raises ImproperlyConfigured for any other ``on_delete``, which retention
+    does not honour. The relations are those Django's own deletion collector
+    walks (``get_fields(include_hidden=True)``, reverse one-to-many ones)."""
+    relations = [
+        f
+        for f in Message._meta.get_fields(include_hidden=True)
+        if f.auto_created and not f.concrete and (f.one_to_many or f.one_to_one)
+    ]
+    for relation in relations:
+        field = relation.field  # type: ignore[union-attr]
+        model: type[models.Model] = relation.related_model  # type: ignore[assignment]
+        pointing = model._base_manager.filter(**{f"{field.name}__in": messages})
+        if field.remote_field.on_delete is models.CASCADE:
+            pointing._raw_delete(pointing.db)
+        elif field.remote_field.on_delete is models.SET_NULL:
+            pointing.update(**{field.name: None})
+        else:
+            raise ImproperlyConfigured(f"retention cannot delete messages under {relation}")
 
 
 def retention_apply(*, now: datetime) -> list[Purged]:

@@ -14,9 +14,6 @@
   close. Each socket also re-checks itself every KAIWA_REVALIDATE_SECONDS.
 """
 
-import contextvars
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
@@ -37,27 +34,9 @@ from .models import Membership, Message, Room
 ACCESS_FIELDS = frozenset({"password", "is_active"})
 
 
-# Set while retention deletes a batch of messages: it tells the feeds once,
-# with ``fanout.publish_purge``, instead of one forget per deleted row.
-_purging: contextvars.ContextVar[bool] = contextvars.ContextVar("kaiwa_purging", default=False)
-
-
-@contextmanager
-def feeds_told_by_purge() -> Iterator[None]:
-    """Within this block, deleted messages queue no ``publish_forget``: the
-    caller (kaiwa.chat.retention) publishes one purge for them all."""
-    token = _purging.set(True)
-    try:
-        yield
-    finally:
-        _purging.reset(token)
-
-
 @receiver(pre_delete, sender=Message, dispatch_uid="kaiwa.chat.message_forget")
 def message_forget_on_delete(sender: type[Message], instance: Message, **kwargs: Any) -> None:
     """Queue ``fanout.publish_forget`` for the deleted message's room and seq."""
-    if _purging.get():
-        return
     slug = instance.room.slug  # read now: on a room's cascade the row goes first
     transaction.on_commit(partial(fanout.publish_forget, slug, instance.seq))
 

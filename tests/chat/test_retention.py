@@ -72,6 +72,26 @@ def test_it_deletes_what_is_older_than_the_retention_and_keeps_seq_gapless(setti
 
 
 @pytest.mark.django_db
+def test_pending_missed_message_rows_of_deleted_messages_are_let_go(settings, lobby, alice, bob):
+    settings.KAIWA_RETENTION_DAYS = 30
+    old = say(lobby, alice, "old", days_ago=40)
+    services.message_edit(room=lobby, user=alice, message_id=old.pk, text="old, edited")
+    services.reaction_set(room=lobby, user=bob, message_id=old.pk, emoji="+1", on=True)
+    aged_events(lobby, 40)
+    row = MissedMessage.objects.create(
+        user=bob, room=lobby, message=old, reason="mention", due_at=NOW
+    )
+
+    (done,) = retention.retention_apply(now=NOW)
+
+    assert (done.messages, done.events) == (1, 2)
+    row.refresh_from_db()
+    assert (row.message_id, row.state) == (None, "pending")  # the email re-check skips it
+    assert not Reaction.objects.exists()
+    assert not MessageVersion.objects.exists()
+
+
+@pytest.mark.django_db
 def test_a_message_with_a_newer_reaction_stays_until_it_ages_out(settings, lobby, alice, bob):
     settings.KAIWA_RETENTION_DAYS = 30
     first = say(lobby, alice, "first", days_ago=40)
