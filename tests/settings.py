@@ -4,12 +4,18 @@ Debug is off, as in production (``config.settings`` fails closed); Kaiwa
 processes that tests start get the same through ``tests.kaiwa_process.base_env``.
 """
 
+import atexit
 import os
+import shutil
 import tempfile
 
 os.environ.setdefault("DJANGO_SECRET_KEY", "tests-only-secret-key-" + "k" * 40)
 os.environ.setdefault("KAIWA_HTTPS", "0")
-os.environ.setdefault("KAIWA_DATA_DIR", os.path.join(tempfile.gettempdir(), "kaiwa-tests"))
+# A data directory of this pytest run's own (its SQLite test database lives
+# there), so that two runs on one machine never share a database file.
+if "KAIWA_DATA_DIR" not in os.environ:
+    os.environ["KAIWA_DATA_DIR"] = tempfile.mkdtemp(prefix="kaiwa-tests-")
+    atexit.register(shutil.rmtree, os.environ["KAIWA_DATA_DIR"], ignore_errors=True)
 
 from config.settings import *  # noqa: F403
 
