@@ -18,6 +18,7 @@ import dj_email_url
 from django.core.exceptions import ImproperlyConfigured
 
 import kaiwa.logs
+import kaiwa.redis_conn
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -103,6 +104,8 @@ INSTALLED_APPS = [
     "django_ratelimit",
     "rest_framework",
     "knox",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served by Kaiwa: /api/docs works offline
     "django_structlog",
     "kaiwa.accounts",
     "kaiwa.chat",
@@ -193,6 +196,17 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- channel layer and Celery ---------------------------------------------------
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
+# Redis Sentinel (kaiwa.redis_conn): REDIS_SENTINELS=host:port,host:port and
+# REDIS_SENTINEL_MASTER=<name> find the master for every Redis user; REDIS_URL
+# then gives only its database and password (unset: redis://<master>/0).
+_sentinel = kaiwa.redis_conn.sentinel_from_env(os.environ)
+REDIS_SENTINELS = list(_sentinel.sentinels) if _sentinel else []
+REDIS_SENTINEL_MASTER = _sentinel.master if _sentinel else ""
+REDIS_SENTINEL_PASSWORD = _sentinel.password if _sentinel else ""
+if _sentinel and not REDIS_URL:
+    REDIS_URL = f"redis://{_sentinel.master}/0"
+if _sentinel:
+    kaiwa.redis_conn.target_of(REDIS_URL)  # fails closed on rediss://, unix://, a bad db
 # Every Redis key and channel of Kaiwa starts with this (two deployments, or
 # test runs, may share one Redis).
 KAIWA_REDIS_PREFIX = os.environ.get("KAIWA_REDIS_PREFIX", "kaiwa")
@@ -205,7 +219,7 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                "hosts": [kaiwa.redis_conn.channel_layer_host(REDIS_URL, _sentinel)],
                 "prefix": KAIWA_REDIS_PREFIX,
             },
         }
@@ -216,13 +230,15 @@ else:
 # The cache holds rate-limit counters (django-ratelimit): in Redis when there is
 # one, so that every process counts together; else in this one process.
 if REDIS_URL:
-    CACHES = {
+    CACHES: dict[str, dict[str, object]] = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": KAIWA_REDIS_PREFIX + ":cache",
         }
     }
+    if _sentinel:
+        CACHES["default"]["OPTIONS"] = kaiwa.redis_conn.cache_options(_sentinel)
     # Django's own Redis cache increments atomically (INCRBY), which is what
     # django-ratelimit needs; it only lists django-redis by name.
     SILENCED_SYSTEM_CHECKS = ["django_ratelimit.W001", "axes.W006"]
@@ -235,6 +251,10 @@ else:
 # (KAIWA_SIGNIN_RATE_PER_IP, every attempt), per username with django-axes.
 
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "") or REDIS_URL or "memory://"
+_broker_options: dict[str, object] = {}
+if _sentinel and not os.environ.get("CELERY_BROKER_URL"):
+    # kombu's Sentinel transport: sentinel://host:port/db;sentinel://... plus the master's name.
+    CELERY_BROKER_URL, _broker_options = kaiwa.redis_conn.celery_broker(REDIS_URL, _sentinel)
 CELERY_TASK_ALWAYS_EAGER = not (os.environ.get("CELERY_BROKER_URL") or REDIS_URL)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
@@ -243,10 +263,13 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://", "sentinel://")):
     # Kaiwa's queues live under KAIWA_REDIS_PREFIX, like its channels: two
     # deployments (or test runs) on one Redis never take each other's tasks.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": KAIWA_REDIS_PREFIX + ":celery:"}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "global_keyprefix": KAIWA_REDIS_PREFIX + ":celery:",
+        **_broker_options,
+    }
 # The beat embedded in `kaiwa worker` (kaiwa.cli) keeps its schedule in memory:
 # its only job, the sweep (CELERY_BEAT_SCHEDULE below), is idempotent, so a
 # restart or two beats do no harm.
@@ -344,6 +367,25 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["kaiwa.rest.StrictJSONParser"],
     "EXCEPTION_HANDLER": "kaiwa.rest.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+# /api/schema and /api/docs (drf-spectacular; the bodies are described in kaiwa.openapi).
+# Both are public: the schema tells what PROTOCOL.md tells, nothing about any user.
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Kaiwa",
+    "DESCRIPTION": (
+        "REST API of Kaiwa, the real-time chat server (PROTOCOL.md section 5). "
+        "Errors are `{code, detail}`. The WebSocket frames are in docs/asyncapi.yaml."
+    ),
+    "VERSION": "2",  # PROTOCOL.md's version
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {"ErrorCodeEnum": "kaiwa.openapi.ERROR_CODES"},
 }
 
 # --- i18n, static -----------------------------------------------------------------

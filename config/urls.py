@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from kaiwa import health, metrics
 
@@ -10,6 +11,9 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.ReadyView.as_view(), name="readyz"),
     path("metrics", metrics.metrics_view, name="metrics"),
+    # The OpenAPI 3 schema (YAML; ?format=json for JSON) and Swagger UI, both public.
+    path("api/schema", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("kaiwa.accounts.urls")),
     path("", include("kaiwa.chat.urls")),
 ]

@@ -54,7 +54,8 @@ class Database(checks.Database):
 
 @dataclasses.dataclass
 class Redis(RedisPing):
-    """``PING`` to REDIS_URL (the channel layer's, the cache's), within READY_TIMEOUT."""
+    """``PING`` to REDIS_URL (the channel layer's, the cache's), or to the
+    master that the sentinels of REDIS_SENTINELS name, within READY_TIMEOUT."""
 
     timeout = READY_TIMEOUT
 
@@ -81,11 +82,12 @@ def ready_checks() -> list[typing.Any]:
     """The probes of this deployment's services (what ``/readyz`` runs)."""
     found: list[typing.Any] = [Database]
     if settings.REDIS_URL:
-        from redis.asyncio import Redis as AsyncRedis
+        from kaiwa import redis_conn
 
         timeout = READY_TIMEOUT.total_seconds()
+        # Behind Sentinel (REDIS_SENTINELS): a PING to the master it names.
         factory = partial(
-            AsyncRedis.from_url,
+            redis_conn.async_client,
             settings.REDIS_URL,
             socket_connect_timeout=timeout,
             socket_timeout=timeout,

@@ -117,6 +117,16 @@ def _fresh_cache():
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def _rest_answers_match_the_openapi_schema():
+    """Every /api/ answer of Django's test Client (and DRF's APIClient) is
+    checked against the OpenAPI schema (tests/openapi.py)."""
+    from tests.openapi import checking_client
+
+    with checking_client():
+        yield
+
+
 @pytest.fixture
 def alice(db):
     from tests.factories import UserFactory

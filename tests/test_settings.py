@@ -125,6 +125,77 @@ def test_redis_url_selects_redis_for_channels_and_celery(tmp_path):
     assert s["CELERY_TASK_ALWAYS_EAGER"] is False
 
 
+REDIS_NAMES = [
+    "REDIS_URL", "CHANNEL_LAYERS", "CACHES", "CELERY_BROKER_URL",
+    "CELERY_BROKER_TRANSPORT_OPTIONS", "REDIS_SENTINELS", "REDIS_SENTINEL_MASTER",
+]  # fmt: skip
+
+
+def test_without_sentinels_every_redis_user_takes_redis_url_as_is(tmp_path):
+    url = "redis://:pw@127.0.0.1:6379/3"
+    s = settings_of(tmp_path, REDIS_NAMES, REDIS_URL=url)
+    assert s["CHANNEL_LAYERS"]["default"]["CONFIG"]["hosts"] == [url]
+    assert s["CACHES"]["default"] == {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": url,
+        "KEY_PREFIX": "kaiwa:cache",
+    }
+    assert s["CELERY_BROKER_TRANSPORT_OPTIONS"] == {"global_keyprefix": "kaiwa:celery:"}
+    assert (s["REDIS_SENTINELS"], s["REDIS_SENTINEL_MASTER"]) == ([], "")
+
+
+def test_sentinels_find_the_master_for_every_redis_user(tmp_path):
+    s = settings_of(
+        tmp_path,
+        REDIS_NAMES,
+        REDIS_URL="redis://:p%40ss@ignored:1/2",
+        REDIS_SENTINELS="10.0.0.1:26379, 10.0.0.2:26380,[::1]:26381",
+        REDIS_SENTINEL_MASTER="kaiwa",
+    )
+    pairs = [["10.0.0.1", 26379], ["10.0.0.2", 26380], ["::1", 26381]]
+    assert s["REDIS_SENTINELS"] == pairs
+    (host,) = s["CHANNEL_LAYERS"]["default"]["CONFIG"]["hosts"]
+    assert (host["sentinels"], host["master_name"]) == (pairs, "kaiwa")
+    assert (host["db"], host["password"]) == (2, "p@ss")
+    options = s["CACHES"]["default"]["OPTIONS"]
+    assert options["pool_class"] == "kaiwa.redis_conn.SentinelCachePool"
+    assert (options["sentinels"], options["master_name"]) == (pairs, "kaiwa")
+    assert s["CELERY_BROKER_URL"] == (
+        "sentinel://:p%40ss@10.0.0.1:26379/2;sentinel://:p%40ss@10.0.0.2:26380/2;"
+        "sentinel://:p%40ss@[::1]:26381/2"
+    )
+    transport = s["CELERY_BROKER_TRANSPORT_OPTIONS"]
+    assert (transport["master_name"], transport["global_keyprefix"]) == ("kaiwa", "kaiwa:celery:")
+
+
+def test_sentinels_without_redis_url_stand_for_the_masters_database_0(tmp_path):
+    s = settings_of(tmp_path, REDIS_NAMES, REDIS_SENTINELS="s1:26379", REDIS_SENTINEL_MASTER="m")
+    assert s["REDIS_URL"] == "redis://m/0"
+    assert s["CELERY_BROKER_URL"] == "sentinel://s1:26379/0"
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"REDIS_SENTINELS": "s1"},
+        {"REDIS_SENTINELS": "s1:0"},
+        {"REDIS_SENTINELS": "s1:65536"},
+        {"REDIS_SENTINELS": "s1:26379,"},
+        {"REDIS_SENTINELS": "s1:26379;s2:26379"},
+        {"REDIS_SENTINELS": "s1:26379"},  # no master name
+        {"REDIS_SENTINELS": "s1:26379", "REDIS_SENTINEL_MASTER": "my master"},
+        {"REDIS_SENTINEL_MASTER": "m"},  # no sentinels
+        {"REDIS_SENTINELS": "s1:26379", "REDIS_SENTINEL_MASTER": "m", "REDIS_URL": "rediss://h/0"},
+        {"REDIS_SENTINELS": "s1:26379", "REDIS_SENTINEL_MASTER": "m", "REDIS_URL": "redis://h/x"},
+    ],
+)
+def test_a_malformed_sentinel_setting_fails_closed(tmp_path, env):
+    done = run_check(tmp_path, **env)
+    assert done.returncode != 0
+    assert "ImproperlyConfigured" in done.stderr
+    assert "REDIS_" in done.stderr.splitlines()[-1]
+
+
 # --- email and the Celery broker -----------------------------------------------
 
 EMAIL = [

@@ -12,10 +12,20 @@ from django.contrib.auth.forms import PasswordResetForm
 from django.core.exceptions import SuspiciousOperation
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect, render
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.exceptions import APIException
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
+from kaiwa.openapi import (
+    NewTokenSerializer,
+    SignedInSerializer,
+    SignInSerializer,
+    TokenListSerializer,
+    TokenNameSerializer,
+    errors,
+    no_content,
+)
 from kaiwa.requests import AuthenticatedHttpRequest, AuthenticatedRequest
 from kaiwa.rest import StrictJSONParser
 
@@ -45,6 +55,25 @@ class TokenAPI(APIView):
     permission_classes: list = []
     parser_classes = [StrictJSONParser]
 
+    @extend_schema(
+        operation_id="auth_token",
+        summary="Sign in: a new API token for a username and password",
+        request=SignInSerializer,
+        responses={
+            200: OpenApiResponse(SignedInSerializer, "A new token: one per sign-in."),
+            **errors(
+                400,
+                401,
+                429,
+                meanings={
+                    400: '`bad_request`: not `{"username", "password"}` as JSON strings.',
+                    401: "`bad_credentials`: wrong username or password.",
+                    429: "`rate_limited`: too many sign-ins from this address, or wrong "
+                    "passwords for this username (KAIWA_SIGNIN_RATE_PER_IP, KAIWA_LOGIN_*).",
+                },
+            ),
+        },
+    )
     def post(self, request: Request) -> HttpResponse:
         try:
             data = request.data
@@ -90,10 +119,24 @@ class TokenListAPI(APIView):
 
     parser_classes = [StrictJSONParser]
 
+    @extend_schema(
+        operation_id="tokens_list",
+        summary="Your API tokens, newest first",
+        responses={200: OpenApiResponse(TokenListSerializer, "Newest first."), **errors(401)},
+    )
     def get(self, request: AuthenticatedRequest) -> HttpResponse:
         tokens = ApiToken.objects.filter(user=request.user)
         return JsonResponse({"tokens": [token_json(t) for t in tokens]})
 
+    @extend_schema(
+        operation_id="tokens_create",
+        summary="Make a named API token (for a bot)",
+        request=TokenNameSerializer,
+        responses={
+            201: OpenApiResponse(NewTokenSerializer, "Made; its secret is shown this once."),
+            **errors(400, 401, 403),
+        },
+    )
     def post(self, request: AuthenticatedRequest) -> HttpResponse:
         name = request.data.get("name") if isinstance(request.data, dict) else None
         if not isinstance(name, str) or not 1 <= len(name.strip()) <= 100:
@@ -109,6 +152,20 @@ class TokenDetailAPI(APIView):
     """``DELETE /api/tokens/<id>``: 204, the token revoked (its sockets close
     with 4401); 404 ``not_found`` when it is not one of yours."""
 
+    @extend_schema(
+        operation_id="tokens_revoke",
+        summary="Revoke one of your API tokens",
+        parameters=[
+            OpenApiParameter(
+                "token_id", str, OpenApiParameter.PATH, description="The token's `id`."
+            )
+        ],
+        request=None,
+        responses={
+            **no_content("Revoked; its sockets close with 4401."),
+            **errors(401, 403, 404, meanings={404: "`not_found`: not one of your tokens."}),
+        },
+    )
     def delete(self, request: AuthenticatedRequest, token_id: str) -> HttpResponse:
         if not token_revoke(user=request.user, public_id=token_id):
             return JsonResponse({"code": "not_found", "detail": "No such token."}, status=404)

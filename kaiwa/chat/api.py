@@ -6,12 +6,32 @@ from typing import Any, overload
 import orjson
 from django.db import Error as DatabaseError
 from django.http import HttpResponse
+from drf_spectacular.utils import OpenApiParameter as Parameter
+from drf_spectacular.utils import OpenApiResponse as Answer
+from drf_spectacular.utils import extend_schema
 from redis.exceptions import RedisError
 from rest_framework.exceptions import APIException
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from kaiwa.openapi import (
+    MESSAGE_ID,
+    ROOM,
+    DirectMessageRequestSerializer,
+    DirectRoomSerializer,
+    HistorySerializer,
+    MessageEditSerializer,
+    MessageListSerializer,
+    MessagePostSerializer,
+    MessageSerializer,
+    PresenceSerializer,
+    ReadSerializer,
+    RoomPageSerializer,
+    errors,
+    no_content,
+    query_integer,
+)
 from kaiwa.requests import AuthenticatedRequest
 
 from . import frames, limits, presence, selectors, services
@@ -87,6 +107,18 @@ def query_cursor(request: Request) -> str | None:
 
 
 class RoomListAPI(ChatAPIView):
+    @extend_schema(
+        operation_id="rooms_list",
+        summary="The rooms you can see, with unread counts",
+        parameters=[
+            Parameter("cursor", str, description="The `next` of the previous page."),
+            query_integer("limit", "Rooms per page: default 200, at most 500 used."),
+        ],
+        responses={
+            200: Answer(RoomPageSerializer, "A page of rooms, in slug order."),
+            **errors(400, 401, 503),
+        },
+    )
     def get(self, request: AuthenticatedRequest) -> HttpResponse:
         """The rooms listed to you, in slug order, ``limit`` (default 200, at
         most 500) per page; ``next`` is the ``cursor`` of the next page
@@ -112,6 +144,22 @@ class RoomListAPI(ChatAPIView):
 
 
 class MessageListAPI(ChatAPIView):
+    @extend_schema(
+        operation_id="messages_list",
+        summary="A page of a room's messages, ascending seq",
+        description="A room's messages in their current state; without `after` or `before`, "
+        "the latest. 404 for a private room you are not in, alike for one that does not exist.",
+        parameters=[
+            ROOM,
+            query_integer("after", "Only messages with a greater `seq`."),
+            query_integer("before", "Only messages with a smaller `seq` (the latest before it)."),
+            query_integer("limit", "Messages per page: default 50, at most 200 used."),
+        ],
+        responses={
+            200: Answer(MessageListSerializer, "Ascending `seq`."),
+            **errors(400, 401, 404, 503),
+        },
+    )
     def get(self, request: AuthenticatedRequest, room: str) -> HttpResponse:
         found = selectors.room_get_visible(user=request.user, slug=room)
         messages = selectors.message_list(
@@ -123,6 +171,17 @@ class MessageListAPI(ChatAPIView):
         payloads = selectors.message_payloads(messages=messages, room_slug=room)
         return json_response({"messages": payloads})
 
+    @extend_schema(
+        operation_id="messages_create",
+        summary="Post a message to a room",
+        parameters=[ROOM],
+        request=MessagePostSerializer,
+        responses={
+            201: Answer(MessageSerializer, "Stored and broadcast to the room's sockets."),
+            200: Answer(MessageSerializer, "A retry of a `client_id` seen before: the original."),
+            **errors(400, 401, 403, 404, 429, 503),
+        },
+    )
     def post(self, request: AuthenticatedRequest, room: str) -> HttpResponse:
         """Store and broadcast a message: 201 (200 for a ``client_id`` seen
         before). 429 ``rate_limited`` over the sender's message budget, the
@@ -143,6 +202,17 @@ class MessageListAPI(ChatAPIView):
 
 
 class ReadAPI(ChatAPIView):
+    @extend_schema(
+        operation_id="rooms_read",
+        summary="Move your read position in a room",
+        description="As the `read` frame: stored, told to your sockets; joins a public room.",
+        parameters=[ROOM],
+        request=ReadSerializer,
+        responses={
+            **no_content("Stored; the position never moves back."),
+            **errors(400, 401, 403, 404, 503),
+        },
+    )
     def post(self, request: AuthenticatedRequest, room: str) -> HttpResponse:
         data = json_body(request)
         found = selectors.room_get_visible(user=request.user, slug=room)
@@ -153,6 +223,28 @@ class ReadAPI(ChatAPIView):
 
 
 class DirectMessageAPI(ChatAPIView):
+    @extend_schema(
+        operation_id="dms_open",
+        summary="Open the private room of you and another user",
+        description="The same room every time, whoever of the two opens it.",
+        request=DirectMessageRequestSerializer,
+        responses={
+            201: Answer(DirectRoomSerializer, "Made now."),
+            200: Answer(DirectRoomSerializer, "It existed already."),
+            **errors(
+                400,
+                401,
+                403,
+                404,
+                429,
+                503,
+                meanings={
+                    404: "`not_found`: no such user.",
+                    429: "`rate_limited`: too many new conversations in a minute.",
+                },
+            ),
+        },
+    )
     def post(self, request: AuthenticatedRequest) -> HttpResponse:
         data = json_body(request)
         room, created = services.dm_open(user=request.user, other_username=data.get("username"))
@@ -171,6 +263,18 @@ class MessageAPI(ChatAPIView):
     404 ``not_found`` for an unknown or deleted message or one of a room you
     cannot see, 403 ``forbidden`` for someone else's."""
 
+    @extend_schema(
+        operation_id="messages_edit",
+        summary="Edit your message",
+        parameters=[MESSAGE_ID],
+        request=MessageEditSerializer,
+        responses={
+            200: Answer(MessageSerializer, "Edited and broadcast, as the `edit` frame."),
+            **errors(
+                400, 401, 403, 404, 429, 503, meanings={403: "`forbidden`: someone else's message."}
+            ),
+        },
+    )
     def patch(self, request: AuthenticatedRequest, message_id: str) -> HttpResponse:
         data = json_body(request)
         message = selectors.message_get_visible(user=request.user, message_id=message_id)
@@ -183,6 +287,18 @@ class MessageAPI(ChatAPIView):
         payload = selectors.message_payloads(messages=[message], room_slug=message.room.slug)
         return json_response(payload[0])
 
+    @extend_schema(
+        operation_id="messages_delete",
+        summary="Delete your message (staff: any)",
+        parameters=[MESSAGE_ID],
+        request=None,
+        responses={
+            **no_content("Deleted and broadcast, as the `delete` frame."),
+            **errors(
+                401, 403, 404, 429, 503, meanings={403: "`forbidden`: someone else's message."}
+            ),
+        },
+    )
     def delete(self, request: AuthenticatedRequest, message_id: str) -> HttpResponse:
         message = selectors.message_get_visible(user=request.user, message_id=message_id)
         if not limits.message_post_allowed(f"user:{request.user.pk}"):
@@ -191,13 +307,36 @@ class MessageAPI(ChatAPIView):
         return HttpResponse(status=204)
 
 
+EMOJI = Parameter(
+    "emoji",
+    str,
+    Parameter.PATH,
+    description="1 to 32 characters without whitespace: an emoji or a name such as `+1`.",
+)
+REACTION_ERRORS = errors(400, 401, 403, 404, 429, 503)
+
+
 class ReactionAPI(ChatAPIView):
     """``PUT`` / ``DELETE /api/messages/<id>/reactions/<emoji>``: 204, your
     reaction added or removed as the ``react`` frame (a repeat is a no-op)."""
 
+    @extend_schema(
+        operation_id="reactions_add",
+        summary="Add your reaction to a message",
+        parameters=[MESSAGE_ID, EMOJI],
+        request=None,
+        responses={**no_content("Added (or already there)."), **REACTION_ERRORS},
+    )
     def put(self, request: AuthenticatedRequest, message_id: str, emoji: str) -> HttpResponse:
         return self._set(request, message_id, emoji, on=True)
 
+    @extend_schema(
+        operation_id="reactions_remove",
+        summary="Remove your reaction from a message",
+        parameters=[MESSAGE_ID, EMOJI],
+        request=None,
+        responses={**no_content("Removed (or already absent)."), **REACTION_ERRORS},
+    )
     def delete(self, request: AuthenticatedRequest, message_id: str, emoji: str) -> HttpResponse:
         return self._set(request, message_id, emoji, on=False)
 
@@ -217,6 +356,15 @@ class MessageHistoryAPI(ChatAPIView):
     """``GET /api/messages/<id>/history``: 200 ``{"versions": [{"message",
     "html", "edited_at"}]}``, oldest first, the original included."""
 
+    @extend_schema(
+        operation_id="messages_history",
+        summary="The versions of a message's text",
+        parameters=[MESSAGE_ID],
+        responses={
+            200: Answer(HistorySerializer, "Oldest first, the original included."),
+            **errors(401, 404, 503),
+        },
+    )
     def get(self, request: AuthenticatedRequest, message_id: str) -> HttpResponse:
         message = selectors.message_get_visible(user=request.user, message_id=message_id)
         return json_response({"versions": selectors.message_versions(message=message)})
@@ -229,6 +377,19 @@ class SearchAPI(ChatAPIView):
     100. 400 ``bad_request`` without ``q`` (1 to 200 characters); 404 for a
     room you cannot see."""
 
+    @extend_schema(
+        operation_id="messages_search",
+        summary="Search the messages of the rooms you can see",
+        parameters=[
+            Parameter("q", str, required=True, description="1 to 200 characters of words."),
+            Parameter("room", str, description="Only this room (its slug)."),
+            query_integer("limit", "Results: default 20, at most 100 used."),
+        ],
+        responses={
+            200: Answer(MessageListSerializer, "Best matches first."),
+            **errors(400, 401, 404, 503),
+        },
+    )
     def get(self, request: AuthenticatedRequest) -> HttpResponse:
         query = request.query_params.get("q", "").strip()
         if not 1 <= len(query) <= SEARCH_QUERY_MAX or "\x00" in query:
@@ -256,6 +417,15 @@ class PresenceAPI(ChatAPIView):
     "status"}]}``, the room's members who are not offline, by username; 404
     for a room you cannot see; 503 ``unavailable`` when Redis does not answer."""
 
+    @extend_schema(
+        operation_id="rooms_presence",
+        summary="The members of a room who are not offline",
+        parameters=[ROOM],
+        responses={
+            200: Answer(PresenceSerializer, "By username."),
+            **errors(401, 404, 503, meanings={503: "`unavailable`: Redis or the database."}),
+        },
+    )
     def get(self, request: AuthenticatedRequest, room: str) -> HttpResponse:
         found = selectors.room_get_visible(user=request.user, slug=room)
         members = selectors.room_members(room=found)

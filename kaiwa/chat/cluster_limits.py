@@ -42,6 +42,8 @@ from limits import RateLimitItem, RateLimitItemPerSecond
 from limits.storage import RedisStorage
 from redis.exceptions import RedisError
 
+from kaiwa import redis_conn
+
 from . import loops
 
 logger = logging.getLogger(__name__)
@@ -85,9 +87,7 @@ def _log_failure() -> None:
 
 @cache
 def _blocking_client() -> Any:
-    import redis
-
-    return redis.Redis.from_url(
+    return redis_conn.sync_client(
         settings.REDIS_URL,
         socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
         socket_timeout=REDIS_TIMEOUT_SECONDS,
@@ -96,12 +96,14 @@ def _blocking_client() -> Any:
 
 @cache
 def _blocking_storage() -> RedisStorage:
-    return RedisStorage(
+    # RedisStorage, or behind Sentinel its subclass RedisSentinelStorage.
+    storage: RedisStorage = redis_conn.limits_storage(
         settings.REDIS_URL,
         key_prefix=_prefix(),
         socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
         socket_timeout=REDIS_TIMEOUT_SECONDS,
     )
+    return storage
 
 
 @cache

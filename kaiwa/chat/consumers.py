@@ -170,6 +170,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.early: list[tuple[int, str]] = []
         self.typing_sent = 0.0  # monotonic time of the last `start` relayed; 0: none
         self.presence_open = False  # counted in this process's presence
+        self.new_member = False  # this join made the user a member of the room
         # The scope as ASGI has it, open to the keys Kaiwa's middleware adds.
         scope: Mapping[str, Any] = self.scope
         self.outbox = Outbox(
@@ -241,6 +242,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 raise RoomForbidden("This room is private.")
         if self.user is not None and room.read_seq is None:
             await get_writer().add_member(room.pk, self.user.pk)
+            self.new_member = True  # the room hears of him (Presence.member_joined)
         self.room = room
         self.room_slug = room.slug
         logs.bind_socket(room=room.slug, user_id=self.user.pk if self.user is not None else None)
@@ -307,6 +309,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         metrics.JOINS.labels("ready").inc()
         metrics.JOIN_SECONDS.observe(time.monotonic() - self.accepted_at)
         if self.user_id is not None:
+            if self.new_member:
+                get_presence().member_joined(self.user_id, slug)
             get_presence().open(self.user_id, self.socket_id)
             self.presence_open = True
         for seq, frame in self.early:

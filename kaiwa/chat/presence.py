@@ -210,10 +210,10 @@ class RedisPresenceStore:
     """Entries of every process, in Redis (REDIS_URL)."""
 
     def __init__(self, url: str, prefix: str, grace: float) -> None:
-        import redis.asyncio
+        from kaiwa import redis_conn
 
         self.url = url
-        self.client = redis.asyncio.Redis.from_url(url)
+        self.client = redis_conn.async_client(url)  # the Sentinel master, with REDIS_SENTINELS
         self.prefix = f"{prefix}:presence:"
         self.grace_ms = max(1, round(grace * 1000))
         self.process = secrets.token_hex(8)
@@ -244,9 +244,9 @@ class RedisPresenceStore:
 
 @cache
 def _sync_redis(url: str) -> Any:
-    import redis
+    from kaiwa import redis_conn
 
-    return redis.Redis.from_url(url)
+    return redis_conn.sync_client(url)
 
 
 def redis_statuses(url: str, prefix: str, user_ids: list[int]) -> dict[int, str]:
@@ -278,6 +278,8 @@ class Presence:
         self.sockets: dict[int, dict[str, str]] = {}  # user -> {socket id: status}
         self.written: dict[int, str] = {}  # user -> this process's entry, as last written
         self.dirty: set[int] = set()
+        # (user id, room slug) of memberships made since the last round.
+        self.joined: list[tuple[int, str]] = []
         self.wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
 
@@ -286,6 +288,15 @@ class Presence:
     def open(self, user_id: int, socket_id: str) -> None:
         """A socket of ``user_id`` is ready: it counts as ``online``."""
         self.sockets.setdefault(user_id, {})[socket_id] = ONLINE
+        self._touch(user_id)
+
+    def member_joined(self, user_id: int, slug: str) -> None:
+        """``user_id`` just became a member of room ``slug`` (his first join):
+        the room hears his status in the next round, unless it changes then
+        (the change is announced to all his rooms, this one included). The
+        room's members would otherwise learn of him only when his status
+        next changes."""
+        self.joined.append((user_id, slug))
         self._touch(user_id)
 
     def set(self, user_id: int, socket_id: str, status: str) -> None:
@@ -335,6 +346,7 @@ class Presence:
                     changes += await self.store.sweep()
                     next_sweep = now + SWEEP_SECONDS
                 await self._announce(changes)
+                await self._announce_joins({user for user, _ in changes})
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -400,6 +412,30 @@ class Presence:
         hub = get_hub()
         for slug, room_frames in by_room.items():
             hub.publish_transient(slug, room_frames, None)
+
+    async def _announce_joins(self, changed: set[int]) -> None:
+        """A ``presence`` frame of each new member's status (as this process
+        wrote it) to the room he joined, if it has at most
+        KAIWA_PRESENCE_MAX_MEMBERS members and his status did not just change
+        (``_announce`` told that room already). One query for all of them."""
+        joined, self.joined = self.joined, []
+        limit = settings.KAIWA_PRESENCE_MAX_MEMBERS
+        wanted = {(u, slug) for u, slug in joined if u not in changed and u in self.written}
+        if not wanted or limit <= 0:
+            return
+        rows = await db.run_read(
+            selectors.presence_rooms, user_ids=sorted({u for u, _ in wanted}), max_members=limit
+        )
+        hub = get_hub()
+        for user, username, slug in rows:
+            if (user, slug) in wanted:
+                frame = {
+                    "type": "presence",
+                    "room": slug,
+                    "username": username,
+                    "status": self.written[user],
+                }
+                hub.publish_transient(slug, [frames.encode(frame)], user)
 
     async def shutdown(self) -> None:
         """Stop the task; write the entries of users whose sockets closed

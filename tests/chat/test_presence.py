@@ -120,6 +120,24 @@ async def test_frames_go_to_every_room_the_user_is_a_member_of():
     await a.disconnect()
 
 
+async def test_a_new_member_already_online_is_announced_to_the_room_once():
+    alice, bob = await user("alice"), await user("bob")
+    await database_sync_to_async(RoomFactory)(slug="other")
+    b_other = await join("/ws/chat/other/", user=bob)  # bob is online, not in lobby
+    a = await join(user=alice)
+    assert [f for f in await presence_frames(a, GRACE) if f["username"] == "bob"] == []
+    b_lobby = await join(user=bob)  # his first join of lobby makes him a member
+    frame = await until_presence(a, "bob")
+    assert (frame["room"], frame["status"]) == ("lobby", "online")
+    assert [f for f in await presence_frames(a, presence.FLUSH_SECONDS * 4)] == []  # once
+    # Not news to bob's own sockets; a second join of a member announces nothing.
+    assert [f for f in await presence_frames(b_lobby, 0.1) if f["username"] == "bob"] == []
+    again = await join(user=bob)
+    assert await presence_frames(a, presence.FLUSH_SECONDS * 4) == []
+    for socket in (a, b_other, b_lobby, again):
+        await socket.disconnect()
+
+
 async def test_no_frames_above_the_room_size_limit_but_rest_answers(settings):
     alice, bob = await user("alice"), await user("bob")
     a = await join(user=alice)
