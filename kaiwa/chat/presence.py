@@ -35,7 +35,7 @@ import logging
 import secrets
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Set
 from functools import cache
 from typing import Any, Protocol
 
@@ -413,7 +413,7 @@ class Presence:
         for slug, room_frames in by_room.items():
             hub.publish_transient(slug, room_frames, None)
 
-    async def _announce_joins(self, changed: set[int]) -> None:
+    async def _announce_joins(self, changed: Set[int]) -> None:
         """A ``presence`` frame of each new member's status (as this process
         wrote it) to the room he joined, if it has at most
         KAIWA_PRESENCE_MAX_MEMBERS members and his status did not just change
