@@ -1,11 +1,21 @@
 from django.contrib import admin
+from django.http import HttpRequest, HttpResponseRedirect
+from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from kaiwa import health, metrics
 
+
+def favicon(request: HttpRequest) -> HttpResponseRedirect:
+    """/favicon.ico, which browsers ask for on their own: a redirect to the
+    SVG icon (base.html links it too)."""
+    return HttpResponseRedirect(static("chat/favicon.svg"))
+
+
 urlpatterns = [
+    path("favicon.ico", favicon),
     path("", RedirectView.as_view(url="/chat/", permanent=False)),
     path("admin/", admin.site.urls),
     path("healthz", health.healthz, name="healthz"),

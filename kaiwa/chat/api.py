@@ -132,7 +132,7 @@ class RoomListAPI(ChatAPIView):
         rooms = [
             {
                 "slug": r.slug,
-                "title": r.title,
+                "title": selectors.room_title_for(room=r, user=request.user),
                 "private": r.private,
                 "last_seq": r.last_seq,
                 "unread": counts.get(r.pk, (0, 0))[0],
@@ -250,7 +250,7 @@ class DirectMessageAPI(ChatAPIView):
         room, created = services.dm_open(user=request.user, other_username=data.get("username"))
         payload = {
             "slug": room.slug,
-            "title": room.title,
+            "title": selectors.room_title_for(room=room, user=request.user),
             "private": True,
             "last_seq": room.last_seq,
         }

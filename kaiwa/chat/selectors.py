@@ -37,6 +37,20 @@ def room_list_listed(*, user: User) -> QuerySet[Room]:
     return room_list_visible(user=user).exclude(unsaid)
 
 
+def room_title_for(*, room: Room, user: User) -> str:
+    """The title ``user`` sees for ``room``: its ``title`` (or slug), and for a
+    direct message the other people's usernames, without ``user``'s own (a
+    DM's title lists both, as ``dm_open`` stored it; usernames hold no ", ").
+
+    Returns a string of at most 200 characters; raises nothing."""
+    if not room.title:
+        return room.slug
+    if room.slug.startswith(DM_PREFIX):
+        others = [name for name in room.title.split(", ") if name != user.username]
+        return ", ".join(others) or user.username
+    return room.title
+
+
 def room_page(*, user: User, after: str | None, limit: int) -> tuple[list[Room], str | None]:
     """Up to ``limit`` rooms listed to ``user`` (``room_list_listed``) with a
     slug after ``after`` (None: from the first), in slug order, and the

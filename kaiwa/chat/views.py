@@ -22,6 +22,8 @@ def index(request: AuthenticatedHttpRequest) -> HttpResponse:
     (``?page=``): a page stays small however many rooms exist."""
     rooms = selectors.room_list_index(user=request.user)
     page = Paginator(rooms, INDEX_PAGE_ROOMS).get_page(request.GET.get("page"))
+    for shown in page:
+        shown.shown_title = selectors.room_title_for(room=shown, user=request.user)
     return render(request, "chat/index.html", {"page": page})
 
 
@@ -41,7 +43,7 @@ def room(request: AuthenticatedHttpRequest, room_name: str) -> HttpResponse:
         if room_name.startswith(DM_PREFIX):
             raise Http404("No such room.") from exc
         return _room_page(request, room_name, room_name)
-    return _room_page(request, room_name, visible.title or room_name)
+    return _room_page(request, room_name, selectors.room_title_for(room=visible, user=request.user))
 
 
 def _room_page(request: AuthenticatedHttpRequest, room_name: str, title: str) -> HttpResponse:

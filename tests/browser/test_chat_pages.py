@@ -389,7 +389,8 @@ def fulfill(route: Route, status: int, body: str) -> None:
 
 def test_index_page_shows_why_a_direct_message_did_not_open(kaiwa_server, new_context):
     bob = log_in(new_context(), kaiwa_server, "bob")
-    name = bob.get_by_placeholder("username")
+    expect(bob.get_by_label("Room name")).to_be_visible()
+    name = bob.get_by_role("textbox", name="Username")
     open_button = bob.get_by_role("button", name="Open")
     alert = bob.get_by_role("alert")
 

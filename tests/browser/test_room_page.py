@@ -156,6 +156,12 @@ def test_two_users_chat_with_formatting_mentions_and_times(server, contexts):
     # The time, in the viewer's zone, is part of the article's accessible text.
     expect(message.locator("time")).to_have_text(re.compile(r"\d\d?:\d\d"))
     expect(composer(alice)).to_have_value("")
+    # The day divider sits above the first message, outside its box (which
+    # hover and a search's highlight colour).
+    first = messages(bob).get_by_role("article").first
+    day, box = first.locator(".day").bounding_box(), first.bounding_box()
+    assert day is not None and box is not None
+    assert day["y"] + day["height"] <= box["y"] + 0.5, (day, box)
 
     composer(alice).fill("line one")
     composer(alice).press("Shift+Enter")
@@ -163,6 +169,12 @@ def test_two_users_chat_with_formatting_mentions_and_times(server, contexts):
     expect(composer(alice)).to_have_value("line one\nline two")
     composer(alice).press("Enter")
     expect(article(bob, "alice", "line two")).to_be_visible()
+    # A code block's lines start flush: inline code's padding is not on them.
+    composer(alice).fill("```\nfirst = 1\nsecond = 2\n```")
+    composer(alice).press("Enter")
+    block = article(bob, "alice", "first = 1").locator("pre code")
+    expect(block).to_have_text("first = 1\nsecond = 2\n")
+    assert block.evaluate("el => getComputedStyle(el).paddingLeft") == "0px"
     bob.screenshot(path=str(ARTIFACTS / "room-desktop.png"))
 
 
@@ -191,8 +203,16 @@ def test_edit_with_history_delete_and_keyboard(server, contexts):
     composer(alice).press("Escape")
     expect(composer(alice)).to_have_value("")
 
+    # Delete asks first: Cancel keeps the message, Delete removes it.
+    confirm = alice.get_by_role("dialog", name="Delete message")
     article(alice, "alice", "second draft").hover()
     article(alice, "alice", "second draft").get_by_role("button", name="Delete").click()
+    confirm.get_by_role("button", name="Cancel").click()
+    expect(confirm).to_be_hidden()
+    expect(article(bob, "alice", "second draft")).to_be_visible()
+    article(alice, "alice", "second draft").hover()
+    article(alice, "alice", "second draft").get_by_role("button", name="Delete").click()
+    confirm.get_by_role("button", name="Delete").click()
     gone = messages(bob).get_by_role("article", name=re.compile("^alice.*This message was deleted"))
     expect(gone).to_be_visible()
     expect(messages(bob)).not_to_contain_text("second draft")
@@ -286,7 +306,44 @@ def test_search_jumps_to_the_message_in_its_room(server, contexts):
     found = article(bob, "alice", "the pineapple plan")
     expect(found).to_be_visible()
     expect(found).to_have_class(re.compile("highlight"))
-    expect(bob.get_by_role("button", name="Jump to the latest messages")).to_be_visible()
+    jump = bob.get_by_role("button", name="Jump to the latest messages")
+    expect(jump).to_be_visible()
+    # Back to the present: the address loses the search's ?at=…#m-…, so a
+    # reload stays in the present.
+    jump.click()
+    expect(article(bob, "alice", "something else")).to_be_visible()
+    bob.wait_for_function("() => !location.search && !location.hash")
+    assert bob.url.endswith(f"/chat/{room}/"), bob.url
+
+
+def test_opening_search_keeps_the_newest_messages_in_view(server, contexts):
+    room = fresh_room()
+    alice, bob = pair(contexts, server, room)
+    for n in range(25):  # more than the log's height
+        say(alice, f"line {n}")
+    newest = article(bob, "alice", "line 24")
+    expect(newest).to_be_in_viewport()
+    bob.get_by_role("searchbox", name="Search").fill("line")
+    bob.get_by_role("searchbox", name="Search").press("Enter")
+    expect(bob.get_by_role("region", name="Search results")).to_be_visible()
+    expect(newest).to_be_in_viewport()
+    bob.get_by_role("region", name="Search results").get_by_role("button", name="Close").click()
+    expect(newest).to_be_in_viewport()
+
+
+def test_a_draft_survives_a_reload(server, contexts):
+    alice = log_in(contexts(), server, "alice")
+    room = fresh_room()
+    open_room(alice, server, room)
+    composer(alice).fill("half a thought")
+    alice.reload()
+    wait_live(alice)
+    expect(composer(alice)).to_have_value("half a thought")
+    composer(alice).press("Enter")
+    expect(article(alice, "alice", "half a thought")).to_be_visible()
+    alice.reload()
+    wait_live(alice)
+    expect(composer(alice)).to_have_value("")  # sent: no draft left
 
 
 def test_a_reload_mid_conversation_shows_each_message_once(server, contexts):
@@ -376,11 +433,37 @@ def test_a_phone_sized_screen(server, contexts, browser):
     expect(mine).to_be_visible()
     width = alice.evaluate("() => document.documentElement.scrollWidth")
     assert width <= 360, f"the page scrolls sideways: {width}px"
+    # The header is one row of buttons and title, then the search box.
+    toggle = alice.get_by_role("button", name="Rooms", exact=True)
+    row = [
+        toggle.bounding_box(),
+        alice.get_by_role("heading", name=room).bounding_box(),
+        alice.get_by_role("button", name="Members", exact=True).bounding_box(),
+    ]
+    assert all(b is not None for b in row)
+    tops = [b["y"] + b["height"] / 2 for b in row if b]
+    assert max(tops) - min(tops) < 8, row
+    # No hover on a phone: a message's actions show when it is tapped.
+    expect(mine.get_by_role("button", name="Edit")).to_be_hidden()
+    mine.locator(".body").tap()
+    expect(mine.get_by_role("button", name="Edit")).to_be_visible()
     alice.screenshot(path=str(ARTIFACTS / "room-phone.png"))
-    alice.get_by_role("button", name="Rooms").click()
-    expect(rooms).to_be_visible()
-    expect(rooms.get_by_role("link", name=room)).to_be_visible()
-    alice.screenshot(path=str(ARTIFACTS / "room-phone-rooms.png"))
+    # The rooms drawer opens from its button and closes by its own button,
+    # by Escape and by a tap outside it.
+    for close in ("button", "Escape", "outside"):
+        toggle.click()
+        expect(rooms).to_be_visible()
+        expect(rooms.get_by_role("link", name=room)).to_be_visible()
+        expect(toggle).to_have_attribute("aria-expanded", "true")
+        if close == "button":
+            alice.screenshot(path=str(ARTIFACTS / "room-phone-rooms.png"))
+            rooms.get_by_role("button", name="Hide rooms").click()
+        elif close == "Escape":
+            alice.keyboard.press("Escape")
+        else:
+            alice.mouse.click(340, 400)
+        expect(rooms).to_be_hidden()
+        expect(toggle).to_have_attribute("aria-expanded", "false")
     dark = contexts(color_scheme="dark")
     page = log_in(dark, server, "bob")
     open_room(page, server, room)
@@ -438,10 +521,12 @@ def test_entering_a_room_and_opening_a_direct_message_from_the_sidebar(server, c
     rooms.get_by_role("button", name="Open").click()
     alice.wait_for_url(re.compile(r"/chat/dm-[^/]+/$"))
     wait_live(alice)
+    expect(alice.get_by_role("heading", name="carol", exact=True)).to_be_visible()
     say(alice, "just between us")
     carol = log_in(contexts(), server, "carol")
     carol.goto(alice.url)
     wait_live(carol)
+    expect(carol.get_by_role("heading", name="alice", exact=True)).to_be_visible()
     expect(article(carol, "alice", "just between us")).to_be_visible()
     bob = log_in(contexts(), server, "bob")  # not in it: the page is not found
     response = bob.goto(alice.url)

@@ -143,6 +143,10 @@ def test_dms_open_the_same_room(alice, bob, client_for):
     assert (first.status_code, second.status_code) == (201, 200)
     assert first.json()["slug"] == second.json()["slug"]
     assert first.json()["private"] is True
+    # Each sees the other's name, not his own, as the conversation's title.
+    assert (first.json()["title"], second.json()["title"]) == ("bob", "alice")
+    listed = client_for(alice).get("/api/rooms/").json()["rooms"]
+    assert [r["title"] for r in listed if r["slug"] == first.json()["slug"]] == ["bob"]
     carol = UserFactory(username="carol")
     assert client_for(carol).get(f"/api/rooms/{first.json()['slug']}/messages/").status_code == 404
     assert (

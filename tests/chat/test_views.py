@@ -30,6 +30,30 @@ def test_index_has_the_tutorial_ids(alice):
     html = page_for(alice).get("/chat/").content.decode()
     assert 'id="room-name-input"' in html
     assert 'id="room-name-submit"' in html
+    # ...and a label for each input.
+    assert '<label for="room-name-input">' in html
+    assert '<label for="dm-username-input">' in html
+
+
+def test_a_direct_message_is_titled_with_the_other_persons_name(alice, bob):
+    from kaiwa.chat import services
+
+    room, _ = services.dm_open(user=alice, other_username="bob")
+    for viewer, other in ((alice, "bob"), (bob, "alice")):
+        client = page_for(viewer)
+        page = client.get(f"/chat/{room.slug}/").content.decode()
+        assert f'<h1 id="room-title">{other}</h1>' in page
+    # Listed to its opener at once (to bob once something is said).
+    assert ">bob</a> <small>(private)</small>" in page_for(alice).get("/chat/").content.decode()
+
+
+def test_favicon_ico_is_the_svg_icon():
+    answer = Client().get("/favicon.ico")
+    assert answer.status_code == 302
+    icon = Client().get(answer["Location"])
+    assert icon.status_code == 200
+    body = b"".join(icon.streaming_content) if icon.streaming else icon.content
+    assert b"<svg" in body
 
 
 def test_room_page_has_the_tutorial_ids(alice):

@@ -150,9 +150,20 @@ function fillActions(entry) {
     const edit = el("button", { type: "button" }, "Edit");
     edit.onclick = () => startEdit(entry.frame.id);
     const remove = el("button", { type: "button" }, "Delete");
-    remove.onclick = () => client.remove(entry.frame.id);
+    remove.onclick = () => confirmDelete(entry.frame.id, remove);
     actions.append(edit, remove);
   }
+}
+
+// Deleting asks first, in a dialog whose buttons are "Delete" and "Cancel".
+function confirmDelete(id, opener) {
+  const dialog = $("delete-dialog");
+  dialog.returnValue = "";
+  dialog.onclose = () => {
+    if (dialog.returnValue === "delete") client.remove(id);
+    else if (opener.isConnected) opener.focus();
+  };
+  dialog.showModal();
 }
 
 // Group by author and day: a header only where the author or the day
@@ -415,6 +426,25 @@ function lastOwnMessage() {
   return null;
 }
 
+// The composer's draft survives a reload of the tab (sessionStorage, per room).
+const DRAFT_KEY = "kaiwa-draft:" + room;
+function saveDraft() {
+  try {
+    if (editing === null && input.value) sessionStorage.setItem(DRAFT_KEY, input.value);
+    else if (editing === null) sessionStorage.removeItem(DRAFT_KEY);
+  } catch (error) {
+    // storage full or disabled: the draft is only on screen
+  }
+}
+function restoreDraft() {
+  try {
+    const draft = sessionStorage.getItem(DRAFT_KEY);
+    if (draft && !input.value) { input.value = draft; autosize(); }
+  } catch (error) {
+    // storage disabled
+  }
+}
+
 function submit() {
   const text = input.value;
   if (!text.trim()) return;
@@ -425,6 +455,7 @@ function submit() {
   }
   client.send(text);
   input.value = "";
+  saveDraft();
   autosize();
 }
 
@@ -448,6 +479,7 @@ input.addEventListener("keydown", (event) => {
 });
 input.addEventListener("input", () => {
   autosize();
+  saveDraft();
   if (editing === null) client.typing(input.value !== "");
 });
 
@@ -608,12 +640,39 @@ $("dm-open").addEventListener("submit", async (event) => {
   window.location.pathname = "/chat/" + answer.body.slug + "/";
 });
 
-for (const [button, panel] of [["sidebar-toggle", "show-sidebar"], ["members-toggle", "show-members"]]) {
-  $(button).addEventListener("click", () => {
-    const open = document.body.classList.toggle(panel);
-    $(button).setAttribute("aria-expanded", String(open));
-  });
+// On a phone the rooms and the members are drawers over the messages: one
+// open at a time, closed by their "Hide" button, Escape or a tap outside.
+const DRAWERS = [["sidebar-toggle", "show-sidebar", "sidebar"], ["members-toggle", "show-members", "members"]];
+function drawerOpen() {
+  return DRAWERS.find(([, panel]) => document.body.classList.contains(panel)) || null;
 }
+function setDrawer(which, open) {
+  for (const [button, panel] of DRAWERS) {
+    const on = open && button === which;
+    document.body.classList.toggle(panel, on);
+    $(button).setAttribute("aria-expanded", String(on));
+  }
+}
+function closeDrawer() {
+  const open = drawerOpen();
+  if (!open) return;
+  setDrawer(null, false);
+  $(open[0]).focus();
+}
+for (const [button, , drawer] of DRAWERS) {
+  $(button).addEventListener("click", () => {
+    const open = drawerOpen();
+    setDrawer(button, !(open && open[0] === button));
+  });
+  $(drawer).querySelector(".drawer-close").addEventListener("click", closeDrawer);
+}
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && drawerOpen() && !$("delete-dialog").open) closeDrawer();
+});
+document.addEventListener("pointerdown", (event) => {
+  const open = drawerOpen();
+  if (open && !event.target.closest("#" + open[2]) && !event.target.closest(".toggle")) setDrawer(null, false);
+});
 
 // --- search --------------------------------------------------------------------
 
@@ -643,6 +702,13 @@ $("search").addEventListener("submit", async (event) => {
   $("search-results").hidden = false;
 });
 $("search-close").addEventListener("click", () => { $("search-results").hidden = true; });
+
+// When the log changes size (search results opened, the composer grew, a
+// phone's keyboard came up), the newest messages stay in view if they were.
+let stuckToBottom = true;
+new ResizeObserver(() => {
+  if (stuckToBottom && !detached) list.scrollTop = list.scrollHeight;
+}).observe(list);
 
 // A search result opened: the page around message seq `at`, then the rest
 // of the room on demand (scrolling up, or "New messages" to the latest).
@@ -723,12 +789,15 @@ $("new-messages").addEventListener("click", async () => {
   if (detached) {
     detached = false;
     $("new-messages").textContent = "New messages";
+    // The address of a search jump (?at=…#m-…) would bring the past back on reload.
+    if (location.search || location.hash) history.replaceState(null, "", location.pathname);
     await loadLatest();
   }
   scrollToBottom();
   client.seen();
 });
 list.addEventListener("scroll", () => {
+  stuckToBottom = atBottom();
   if (list.scrollTop < NEAR_TOP_PX) loadOlder();
   if (atBottom()) {
     if (detached) return;
@@ -737,6 +806,11 @@ list.addEventListener("scroll", () => {
   }
 }, { passive: true });
 document.addEventListener("click", (event) => {
+  const tapped = event.target.closest("article.msg[data-id]");
+  for (const other of list.querySelectorAll("article.selected")) {
+    if (other !== tapped) other.classList.remove("selected");
+  }
+  if (tapped && !event.target.closest("button, a")) tapped.classList.add("selected");
   if (picker && !picker.contains(event.target) && !event.target.closest(".actions")) closePicker();
 });
 
@@ -745,5 +819,6 @@ if (Number.isInteger(at) && at > 0) jumpTo(at);
 setInterval(() => { if (!document.hidden) loadRooms(); }, ROOMS_POLL_MS);
 setInterval(() => { if (!document.hidden) loadMembers(); }, MEMBERS_POLL_MS);
 active();
+restoreDraft();
 input.focus();
 client.start();
