@@ -22,9 +22,8 @@ def index(request: AuthenticatedHttpRequest) -> HttpResponse:
     (``?page=``): a page stays small however many rooms exist."""
     rooms = selectors.room_list_index(user=request.user)
     page = Paginator(rooms, INDEX_PAGE_ROOMS).get_page(request.GET.get("page"))
-    for shown in page:
-        shown.shown_title = selectors.room_title_for(room=shown, user=request.user)
-    return render(request, "chat/index.html", {"page": page})
+    entries = [(r, selectors.room_title_for(room=r, user=request.user)) for r in page]
+    return render(request, "chat/index.html", {"page": page, "entries": entries})
 
 
 @login_required

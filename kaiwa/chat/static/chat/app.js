@@ -112,10 +112,7 @@ function render(entry) {
 function fill(entry) {
   const frame = entry.frame;
   const article = entry.article;
-  const head = article.querySelector(".head");
   const body = article.querySelector(".body");
-  const oldMark = head.querySelector(".edited");
-  if (oldMark) oldMark.remove();
   article.classList.toggle("deleted", Boolean(frame.deleted));
   if (frame.deleted) {
     body.textContent = "This message was deleted.";
@@ -124,10 +121,15 @@ function fill(entry) {
     // (PROTOCOL.md section 3); the raw text never goes in as HTML.
     if (typeof frame.html === "string") body.innerHTML = frame.html;
     else body.textContent = frame.message;
+    // The time on hover: a message that continues a run has no header.
+    body.title = new Date(frame.created_at).toLocaleString();
     if (frame.edited_at) {
+      // After the text (in its last paragraph), as the header of a
+      // continued message is not shown.
       const mark = el("button", { type: "button", class: "edited link", "aria-label": "edited: show the history" }, "(edited)");
       mark.onclick = () => showHistory(frame.id);
-      head.append(" ", mark);
+      const last = body.lastElementChild;
+      (last && last.tagName === "P" ? last : body).append(" ", mark);
     }
   }
   const mentioned = body.querySelector('.mention[data-username="' + CSS.escape(me) + '"]');
@@ -188,6 +190,10 @@ function atBottom() {
 // seq order; returns its entry.
 function upsert(frame) {
   const existing = shown.get(frame.id);
+  if (frame.deleted) { // gone, as in the backlog of a join (PROTOCOL.md section 1)
+    if (existing) drop(existing.article);
+    return null;
+  }
   if (existing) {
     existing.frame = frame;
     existing.reactions = reactionMap(frame.reactions);
@@ -202,6 +208,10 @@ function upsert(frame) {
     if (Number(other.dataset.seq) > frame.seq) { next = other; break; }
   }
   list.insertBefore(article, next || list.querySelector(".pending") || null);
+  if (historyTop.dataset.empty) { // the room's first message
+    delete historyTop.dataset.empty;
+    historyTop.textContent = "This is the beginning of " + room + ".";
+  }
   regroup(article);
   regroup(article.nextElementSibling);
   transcriptLater();
@@ -400,9 +410,11 @@ function openPicker(entry, opener) {
 
 // --- the composer --------------------------------------------------------------
 
+let draftBeforeEdit = "";
 function startEdit(id) {
   const entry = shown.get(id);
   if (!entry || entry.frame.deleted) return;
+  if (editing === null) draftBeforeEdit = input.value;
   editing = id;
   input.value = entry.frame.message;
   $("composer-mode").hidden = false;
@@ -412,7 +424,9 @@ function startEdit(id) {
 
 function stopEdit() {
   editing = null;
-  input.value = "";
+  input.value = draftBeforeEdit; // what was being written before the edit
+  draftBeforeEdit = "";
+  autosize();
   $("composer-mode").hidden = true;
   $("chat-message-submit").textContent = "Send";
 }
@@ -457,6 +471,7 @@ function submit() {
   input.value = "";
   saveDraft();
   autosize();
+  if (detached) toLatest(); // your message shows where it goes: at the bottom
 }
 
 function autosize() {
@@ -701,7 +716,17 @@ $("search").addEventListener("submit", async (event) => {
   }
   $("search-results").hidden = false;
 });
-$("search-close").addEventListener("click", () => { $("search-results").hidden = true; });
+function closeSearch() {
+  $("search-results").hidden = true;
+  $("search-input").focus();
+}
+$("search-close").addEventListener("click", closeSearch);
+$("search-results").addEventListener("keydown", (event) => {
+  if (event.key === "Escape") closeSearch();
+});
+$("search-input").addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && !$("search-results").hidden) { event.preventDefault(); closeSearch(); }
+});
 
 // When the log changes size (search results opened, the composer grew, a
 // phone's keyboard came up), the newest messages stay in view if they were.
@@ -739,6 +764,11 @@ client.on("state", ({ state, detail, delay }) => {
 });
 let readies = 0;
 client.on("ready", () => {
+  if (!detached && !articles().length && !loadingOlder) {
+    historyTop.textContent = "No messages in " + room + " yet.";
+    historyTop.dataset.empty = "1";
+    historyTop.hidden = false;
+  }
   if (!detached && atBottom()) scrollToBottom();
   if (!document.hidden) client.seen();
   readies += 1;
@@ -766,9 +796,8 @@ client.on("edit", (frame) => {
 client.on("delete", (frame) => {
   const entry = shown.get(frame.id);
   if (!entry) return;
-  entry.frame = Object.assign({}, entry.frame, { deleted: true, message: "", html: "" });
   if (editing === frame.id) stopEdit();
-  fill(entry);
+  drop(entry.article);
   transcriptLater();
 });
 client.on("reaction", onReaction);
@@ -785,7 +814,10 @@ client.on("error", (frame) => {
 });
 
 $("history-retry").addEventListener("click", () => { if (pendingReload) reloadHistory(); });
-$("new-messages").addEventListener("click", async () => {
+$("new-messages").addEventListener("click", () => toLatest());
+
+// Back to the newest messages (from far back in the history or a search jump).
+async function toLatest() {
   if (detached) {
     detached = false;
     $("new-messages").textContent = "New messages";
@@ -795,7 +827,7 @@ $("new-messages").addEventListener("click", async () => {
   }
   scrollToBottom();
   client.seen();
-});
+}
 list.addEventListener("scroll", () => {
   stuckToBottom = atBottom();
   if (list.scrollTop < NEAR_TOP_PX) loadOlder();
