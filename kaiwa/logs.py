@@ -93,11 +93,24 @@ def formatter(json: bool = False) -> structlog.stdlib.ProcessorFormatter:
 
 
 class QuietFilter(logging.Filter):
-    """Drops uvicorn's per-WebSocket lines and successful machine probes
-    (see the module's docstring); passes everything else."""
+    """Drops uvicorn's per-WebSocket lines, successful machine probes and
+    django.request's copy of a failed probe, and keeps a failed health
+    check to one line without its traceback (see the module's docstring);
+    passes everything else."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.msg
+        if record.name == "health_check" and record.levelno <= logging.WARNING:
+            # "Health check Redis() failed": one line, not its traceback, as a
+            # balancer polls every second through an outage (the 503's JSON
+            # names the error); unexpected errors keep theirs (ERROR).
+            record.exc_info = None
+            record.exc_text = None
+            return True
+        if record.name == "django.request":
+            request = getattr(record, "request", None)
+            if getattr(request, "path", None) in QUIET_PATHS:
+                return False  # django_structlog's request_finished line has it
         if isinstance(message, str):
             return not (record.name.startswith("uvicorn") and message in UVICORN_SOCKET_MESSAGES)
         if isinstance(message, dict) and message.get("event") == "request_finished":

@@ -153,6 +153,10 @@ MISSED_MESSAGE_EMAILS = Counter(
 CLIENT_FRAME_TYPES = frozenset(
     {"message", "ping", "read", "edit", "delete", "react", "typing", "presence"}
 )
+# Every series at 0 from the start, so that a dashboard's panels and rate()
+# have them before the first frame of a type.
+for _kind in (*sorted(CLIENT_FRAME_TYPES), "other"):
+    FRAMES_RECEIVED.labels(_kind)
 
 
 def frame_type(frame: str) -> str:

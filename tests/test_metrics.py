@@ -186,3 +186,10 @@ def test_the_grafana_dashboard_shows_every_metric_and_only_kaiwas():
     }
     assert named <= families, named - families
     assert families <= named, families - named
+
+
+def test_every_client_frame_type_has_a_series_from_the_start():
+    # A fresh process lists them at 0, so that dashboards have every series.
+    samples = scrape()
+    for kind in (*metrics.CLIENT_FRAME_TYPES, "other"):
+        assert ("kaiwa_frames_received_total", (("type", kind),)) in samples, kind

@@ -163,6 +163,9 @@ def test_the_command_and_the_task_apply_it(settings, lobby, alice):
     out = io.StringIO()
     call_command("retention_apply", stdout=out)
     assert out.getvalue().strip() == "Nothing to delete."
+    out = io.StringIO()
+    call_command("retention_apply", "--room", "lobby", stdout=out)
+    assert out.getvalue().strip() == "Nothing to delete."  # no line for an unchanged room
     say(lobby, alice, "old too", days_ago=31)
     assert tasks.retention_sweep() == 1
 

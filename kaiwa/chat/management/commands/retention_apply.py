@@ -33,6 +33,8 @@ class Command(BaseCommand):
         else:
             done = retention.retention_apply(now=now)
         for purged in done:
+            if not (purged.messages or purged.events):
+                continue
             self.stdout.write(
                 f"{purged.room}: purged to seq {purged.purged_seq}, "
                 f"{purged.messages} messages and {purged.events} other room events deleted"
