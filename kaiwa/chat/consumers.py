@@ -5,6 +5,7 @@ The consumer decodes and validates frames and calls services; the fan-out hub
 """
 
 import asyncio
+import contextlib
 import dataclasses
 import itertools
 import logging
@@ -91,6 +92,10 @@ def _client_id(kind: str, data: dict[str, Any]) -> str | None:
     is a string (PROTOCOL.md section 3)."""
     client_id = data.get("client_id")
     return client_id if kind == "message" and isinstance(client_id, str) else None
+
+
+class SocketGone(Exception):
+    """The client's connection closed while the join was sending to it."""
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
@@ -195,9 +200,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except ChatError as exc:
             await self._close(exc.close_code)
             return
+        except SocketGone:
+            return  # nobody to tell: the disconnect event cleans up
         except Exception:
             logger.exception("join failed")
-            await self._send_now(frames.error_frame("unavailable", Unavailable().detail))
+            with contextlib.suppress(SocketGone):
+                await self._send_now(frames.error_frame("unavailable", Unavailable().detail))
             await self._close(Unavailable.close_code)
             return
         if not await self._take_socket_slot():
@@ -210,9 +218,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self._join(slug)
         except ChatError as exc:
             await self._close(exc.close_code)
+        except SocketGone:
+            return  # nobody to tell: the disconnect event cleans up
         except Exception:
             logger.exception("join failed")
-            await self._send_now(frames.error_frame("unavailable", Unavailable().detail))
+            with contextlib.suppress(SocketGone):
+                await self._send_now(frames.error_frame("unavailable", Unavailable().detail))
             await self._close(Unavailable.close_code)
 
     async def _admit(self, slug: str) -> None:
@@ -552,8 +563,18 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # --- plumbing ---------------------------------------------------------------
 
     async def _send_now(self, frame: str) -> None:
+        """Send ``frame`` now (the join's frames, before the outbox takes
+        over); raises SocketGone when the connection closed under it."""
         metrics.sent(frame)
-        await self.outbox.send({"type": "websocket.send", "text": frame})
+        try:
+            await self.outbox.send({"type": "websocket.send", "text": frame})
+        except Exception as exc:
+            # uvicorn raises RuntimeError once it has closed the connection
+            # itself (a keepalive ping unanswered, as in a connect storm) and
+            # ClientDisconnected after the client's close: the client is
+            # gone, and its websocket.disconnect follows.
+            self.closing = True
+            raise SocketGone from exc
 
     async def _close(self, code: int) -> None:
         if self.closing:

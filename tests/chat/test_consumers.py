@@ -320,3 +320,30 @@ async def test_read_positions_are_stored_and_never_past_what_was_sent(users, set
     await b.disconnect()  # a closing socket stores what is pending
     assert await database_sync_to_async(positions)() == {"alice": 1, "bob": 1}
     await a.disconnect()
+
+
+async def test_a_client_gone_during_its_join_is_no_error(users, caplog):
+    """In a connect storm uvicorn may close a socket itself (its keepalive
+    ping unanswered) before the join sends ``ready``; its send then raises.
+    The join stops quietly: no 'join failed' with a traceback per socket
+    (formatting those was a seventh of the CPU of a storm), no crash of the
+    consumer, and the disconnect that follows cleans up."""
+    _, bob = users
+
+    async def closed_transport(message):
+        if message["type"] == "websocket.accept":
+            return await communicator.output_queue.put(message)
+        raise RuntimeError(
+            "Unexpected ASGI message 'websocket.send', after sending 'websocket.close'."
+        )
+
+    communicator = Socket(user=bob, raw_send=closed_transport)
+    await communicator.open()
+    for _ in range(100):  # the join runs on: wait until it has tried to send
+        if "lobby" in fanout.get_hub().feeds:
+            break
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.2)
+    await communicator.disconnect()  # re-raises what the consumer raised, if anything
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")], caplog.text
+    assert "lobby" not in fanout.get_hub().feeds  # its last subscriber left: the feed closed
