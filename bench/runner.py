@@ -302,10 +302,31 @@ def make_targets(work: Path, names: Sequence[str], redis: str, postgres: str) ->
     return [targets[n]() for n in names]
 
 
+# (server URL, name) of the databases this run created: dropped when it ends.
+CREATED_DATABASES: list[tuple[str, str]] = []
+
+
 def _fresh_postgres(base: str) -> str:
+    """A new, empty database on the PostgreSQL server at ``base`` (a URL
+    without a database); returns its URL. Dropped by ``_drop_databases``."""
     name = f"kaiwa_bench_{uuid.uuid4().hex[:8]}"
     subprocess.run(["psql", f"{base}/postgres", "-qc", f"CREATE DATABASE {name}"], check=True)
+    CREATED_DATABASES.append((base, name))
     return f"{base}/{name}"
+
+
+def _drop_databases() -> None:
+    """Drop the databases of ``_fresh_postgres`` (after the servers stopped);
+    one that cannot be dropped is named on stderr and left."""
+    while CREATED_DATABASES:
+        base, name = CREATED_DATABASES.pop()
+        done = subprocess.run(
+            ["psql", f"{base}/postgres", "-qc", f"DROP DATABASE IF EXISTS {name}"],
+            check=False,
+            capture_output=True,
+        )
+        if done.returncode:
+            print(f"bench: could not drop database {name}", file=sys.stderr)
 
 
 # --- scenarios ----------------------------------------------------------------------
@@ -626,6 +647,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         for target in targets:
             target.stop()
+        _drop_databases()
     command = "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])
     out = Path(args.output)
     plot = out.with_name(f"{out.stem}-room-size.png")
