@@ -601,3 +601,18 @@ def test_keyboard_only(server, contexts):
     ).to_be_visible()
     expect(react).to_be_focused()  # back where it was
     bob.keyboard.press("Escape")
+
+
+def test_a_skip_link_leads_from_the_top_to_the_message_box(server, contexts):
+    alice = log_in(contexts(), server, "alice")
+    open_room(alice, server, fresh_room())
+    skip = alice.get_by_role("link", name="Skip to the message box")
+    alice.evaluate("() => document.activeElement.blur()")
+    for _ in range(6):  # past the header's links: the first stop of the page's own
+        alice.keyboard.press("Tab")
+        if skip.evaluate("el => el === document.activeElement"):
+            break
+    expect(skip).to_be_focused()
+    expect(skip).to_be_in_viewport()  # shown when focused
+    alice.keyboard.press("Enter")
+    expect(composer(alice)).to_be_focused()
