@@ -202,11 +202,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         except SocketGone:
             return  # nobody to tell: the disconnect event cleans up
-        except Exception:
-            logger.exception("join failed")
-            with contextlib.suppress(SocketGone):
-                await self._send_now(frames.error_frame("unavailable", Unavailable().detail))
-            await self._close(Unavailable.close_code)
+        except Exception:  # noqa: BLE001 (logged with its traceback by _join_failed)
+            await self._join_failed()
             return
         if not await self._take_socket_slot():
             self.closing = True
@@ -220,11 +217,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self._close(exc.close_code)
         except SocketGone:
             return  # nobody to tell: the disconnect event cleans up
-        except Exception:
-            logger.exception("join failed")
-            with contextlib.suppress(SocketGone):
-                await self._send_now(frames.error_frame("unavailable", Unavailable().detail))
-            await self._close(Unavailable.close_code)
+        except Exception:  # noqa: BLE001 (logged with its traceback by _join_failed)
+            await self._join_failed()
+
+    async def _join_failed(self) -> None:
+        """In an ``except`` block of the join: log the error with its
+        traceback, tell the client ``unavailable`` if it is still there and
+        close with Unavailable's close code (1013)."""
+        logger.exception("join failed")
+        with contextlib.suppress(SocketGone):
+            await self._send_now(frames.error_frame("unavailable", Unavailable().detail))
+        await self._close(Unavailable.close_code)
 
     async def _admit(self, slug: str) -> None:
         """Authenticate and admit to the room (4401, 4403, 4404), in a batch

@@ -113,24 +113,20 @@ function fill(entry) {
   const frame = entry.frame;
   const article = entry.article;
   const body = article.querySelector(".body");
-  article.classList.toggle("deleted", Boolean(frame.deleted));
-  if (frame.deleted) {
-    body.textContent = "This message was deleted.";
-  } else {
-    // The server's html: rendered from a Markdown subset and sanitized
-    // (PROTOCOL.md section 3); the raw text never goes in as HTML.
-    if (typeof frame.html === "string") body.innerHTML = frame.html;
-    else body.textContent = frame.message;
-    // The time on hover: a message that continues a run has no header.
-    body.title = new Date(frame.created_at).toLocaleString();
-    if (frame.edited_at) {
-      // After the text (in its last paragraph), as the header of a
-      // continued message is not shown.
-      const mark = el("button", { type: "button", class: "edited link", "aria-label": "edited: show the history" }, "(edited)");
-      mark.onclick = () => showHistory(frame.id);
-      const last = body.lastElementChild;
-      (last && last.tagName === "P" ? last : body).append(" ", mark);
-    }
+  // The server's html: rendered from a Markdown subset and sanitized
+  // (PROTOCOL.md section 3); the raw text never goes in as HTML. (A deleted
+  // message is never shown: upsert and the delete frame drop it.)
+  if (typeof frame.html === "string") body.innerHTML = frame.html;
+  else body.textContent = frame.message;
+  // The time on hover: a message that continues a run has no header.
+  body.title = new Date(frame.created_at).toLocaleString();
+  if (frame.edited_at) {
+    // After the text (in its last paragraph), as the header of a
+    // continued message is not shown.
+    const mark = el("button", { type: "button", class: "edited link", "aria-label": "edited: show the history" }, "(edited)");
+    mark.onclick = () => showHistory(frame.id);
+    const last = body.lastElementChild;
+    (last && last.tagName === "P" ? last : body).append(" ", mark);
   }
   const mentioned = body.querySelector('.mention[data-username="' + CSS.escape(me) + '"]');
   article.classList.toggle("mentions-me", Boolean(mentioned));
@@ -144,7 +140,6 @@ function fill(entry) {
 function fillActions(entry) {
   const actions = entry.article.querySelector(".actions");
   actions.replaceChildren();
-  if (entry.frame.deleted) return;
   const react = el("button", { type: "button", "aria-haspopup": "true", "aria-label": "Add reaction" }, "☺+");
   react.onclick = () => openPicker(entry, react);
   actions.append(react);
@@ -321,7 +316,7 @@ function transcriptLater() {
     const lines = [];
     for (const article of articles()) {
       const frame = shown.get(article.dataset.id).frame;
-      if (!frame.deleted) lines.push(frame.username + ": " + frame.message + "\n");
+      lines.push(frame.username + ": " + frame.message + "\n");
     }
     $("chat-log").value = lines.slice(-TRANSCRIPT_LINES).join("");
   });
@@ -357,7 +352,6 @@ function reactionMap(reactions) {
 function fillReactions(entry) {
   const box = entry.article.querySelector(".reactions");
   box.replaceChildren();
-  if (entry.frame.deleted) return;
   for (const [emoji, users] of entry.reactions) {
     if (!users.size) continue;
     const mine = users.has(me);
@@ -413,7 +407,7 @@ function openPicker(entry, opener) {
 let draftBeforeEdit = "";
 function startEdit(id) {
   const entry = shown.get(id);
-  if (!entry || entry.frame.deleted) return;
+  if (!entry) return;
   if (editing === null) draftBeforeEdit = input.value;
   editing = id;
   input.value = entry.frame.message;
@@ -435,7 +429,7 @@ function lastOwnMessage() {
   const all = articles();
   for (let i = all.length - 1; i >= 0; i--) {
     const entry = shown.get(all[i].dataset.id);
-    if (entry.frame.username === me && !entry.frame.deleted) return entry.frame.id;
+    if (entry.frame.username === me) return entry.frame.id;
   }
   return null;
 }
@@ -443,9 +437,10 @@ function lastOwnMessage() {
 // The composer's draft survives a reload of the tab (sessionStorage, per room).
 const DRAFT_KEY = "kaiwa-draft:" + room;
 function saveDraft() {
+  if (editing !== null) return; // the composer holds a message being edited
   try {
-    if (editing === null && input.value) sessionStorage.setItem(DRAFT_KEY, input.value);
-    else if (editing === null) sessionStorage.removeItem(DRAFT_KEY);
+    if (input.value) sessionStorage.setItem(DRAFT_KEY, input.value);
+    else sessionStorage.removeItem(DRAFT_KEY);
   } catch (error) {
     // storage full or disabled: the draft is only on screen
   }
@@ -831,7 +826,7 @@ async function toLatest() {
 list.addEventListener("scroll", () => {
   stuckToBottom = atBottom();
   if (list.scrollTop < NEAR_TOP_PX) loadOlder();
-  if (atBottom()) {
+  if (stuckToBottom) {
     if (detached) return;
     $("new-messages").hidden = true;
     if (!document.hidden) client.seen();
