@@ -15,9 +15,9 @@ load balancer would otherwise allow N times each limit; here they share:
 - the open sockets per user: a sorted set per user of its sockets' ids,
   scored by when each lapses unless its process refreshes it (every
   SOCKET_REFRESH_SECONDS), so that a process killed with SIGKILL frees its
-  users' slots within SOCKET_TTL_SECONDS. A socket is added first and
-  counted after, in one MULTI: when two processes race for the last slot,
-  both may be refused, never both admitted.
+  users' slots within SOCKET_TTL_SECONDS. A socket is added and counted in
+  one script, which Redis runs alone: when two processes race for the last
+  slot, exactly one gets it.
 
 The windows are the ``limits`` library's moving-window strategy on its Redis
 storage (https://limits.readthedocs.io, "Moving Window"), keys under
@@ -29,6 +29,7 @@ chat; the in-process limits then still bound each process.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import math
 import secrets
@@ -40,7 +41,7 @@ from typing import Any
 from django.conf import settings
 from limits import RateLimitItem, RateLimitItemPerSecond
 from limits.storage import RedisStorage
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from kaiwa import redis_conn
 
@@ -121,8 +122,9 @@ Request = tuple[str, Any]
 
 
 def _run_batch(requests: list[Request]) -> list[bool]:
-    """Run a batch of limit requests on the limits thread, blocking, in a few
-    Redis round trips for the whole batch; one answer each (True: allowed,
+    """Run a batch of limit requests on the limits thread, blocking, in one
+    Redis round trip for the whole batch (two when Redis must first learn
+    the scripts); one answer each (True: allowed,
     or let through when Redis fails)."""
     try:
         return _pipelined(requests)
@@ -131,58 +133,85 @@ def _run_batch(requests: list[Request]) -> list[bool]:
         return [True] * len(requests)
 
 
+# A socket's admission to its user's set, in one atomic step (Redis runs a
+# script alone, https://redis.io/docs/latest/develop/interact/programmability/eval-intro/):
+# drop the lapsed members, add this one, and take it out again if that makes
+# more than the cap. KEYS[1]: the set; ARGV: now, lapse (epoch seconds),
+# member, cap, TTL of the key (seconds). Returns 1 when admitted, else 0.
+ACQUIRE_SCRIPT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+if redis.call('ZCARD', KEYS[1]) > tonumber(ARGV[4]) then
+  redis.call('ZREM', KEYS[1], ARGV[3])
+  return 0
+end
+return 1
+"""
+ACQUIRE_SHA = hashlib.sha1(ACQUIRE_SCRIPT.encode()).hexdigest()
+
+
 def _pipelined(requests: list[Request]) -> list[bool]:
-    answers = [True] * len(requests)
-    hits = [(i, args) for i, (kind, args) in enumerate(requests) if kind == "hit"]
-    if hits:
-        # The limits library's moving window (MovingWindowRateLimiter.hit is
-        # storage.acquire_entry: its registered Lua script on the prefixed
-        # key), called for every hit of the batch in one pipeline.
-        storage = _blocking_storage()
-        now = time.time()
-        with _blocking_client().pipeline(transaction=False) as pipe:
-            for _, (item, key) in hits:
-                storage.lua_acquire_moving_window(
-                    [storage.prefixed_key(item.key_for(key))],
-                    [now, item.amount, item.get_expiry(), 1],
-                    client=pipe,
-                )
-            for (i, _), acquired in zip(hits, pipe.execute(), strict=True):
-                answers[i] = bool(acquired)
+    """The whole batch in one pipeline, one Redis round trip: a hit is the
+    ``limits`` library's moving-window script (``MovingWindowRateLimiter.hit``
+    is ``storage.acquire_entry``: that script on the prefixed key), an acquire
+    ``ACQUIRE_SCRIPT``, both called by their SHA1; a Redis that does not know
+    them (restarted, or flushed) gets them loaded and the batch once more.
+    Raises RedisError when Redis fails."""
+    client = _blocking_client()
+    storage = _blocking_storage() if any(kind == "hit" for kind, _ in requests) else None
+    for attempt in range(2):
+        results = _send(client, storage, requests)
+        missing = any(isinstance(r, NoScriptError) for r in results)
+        if missing and attempt == 0:
+            assert client.script_load(ACQUIRE_SCRIPT) == ACQUIRE_SHA
+            if storage is not None:
+                client.script_load(storage.lua_acquire_moving_window.script)
+            continue
+        break
+    answers = []
+    for (kind, _), result in zip(requests, results, strict=True):
+        if isinstance(result, Exception):
+            raise result
+        answers.append(bool(result) if kind in ("hit", "acquire") else True)
+    return answers
+
+
+def _send(client: Any, storage: RedisStorage | None, requests: list[Request]) -> list[Any]:
+    """One pipeline of ``requests``, one result per request (an exception
+    for a request that failed: Redis runs the others anyway)."""
     ttl = math.ceil(SOCKET_TTL_SECONDS)
     now = time.time()
-    acquires = [(i, args) for i, (kind, args) in enumerate(requests) if kind == "acquire"]
-    others = [args for kind, args in requests if kind in ("release", "refresh")]
-    if acquires or others:
-        with _blocking_client().pipeline(transaction=True) as pipe:
-            for _, (slot, member, _) in acquires:
-                key = _socket_key(slot)
-                pipe.zremrangebyscore(key, "-inf", now)
-                pipe.zadd(key, {member: now + SOCKET_TTL_SECONDS})
-                pipe.zcard(key)
-                pipe.expire(key, ttl)
-            for args in others:
-                if isinstance(args, dict):  # refresh: {slot: members}
-                    for slot, members in args.items():
-                        lapse = now + SOCKET_TTL_SECONDS
-                        pipe.zadd(_socket_key(slot), dict.fromkeys(members, lapse))
-                        pipe.expire(_socket_key(slot), ttl)
-                else:  # release: (slot, member)
-                    pipe.zrem(_socket_key(args[0]), args[1])
-            results = pipe.execute()
-        # Added first, counted after: when processes race for the last slot,
-        # both may be refused, never both admitted.
-        over = []
-        for n, (i, (slot, member, cap)) in enumerate(acquires):
-            if results[4 * n + 2] > cap:
-                answers[i] = False
-                over.append((slot, member))
-        if over:
-            with _blocking_client().pipeline(transaction=False) as pipe:
-                for slot, member in over:
-                    pipe.zrem(_socket_key(slot), member)
-                pipe.execute()
-    return answers
+    lapse = now + SOCKET_TTL_SECONDS
+    with client.pipeline(transaction=False) as pipe:
+        for kind, args in requests:
+            if kind == "hit":
+                item, key = args
+                assert storage is not None
+                key = storage.prefixed_key(item.key_for(key))
+                sha = storage.lua_acquire_moving_window.sha
+                pipe.evalsha(sha, 1, key, now, item.amount, item.get_expiry(), 1)
+            elif kind == "acquire":
+                slot, member, cap = args
+                pipe.evalsha(ACQUIRE_SHA, 1, _socket_key(slot), now, lapse, member, cap, ttl)
+            elif kind == "release":
+                slot, member = args
+                pipe.zrem(_socket_key(slot), member)
+            else:  # refresh: {slot: members}, one command per slot
+                for slot, members in args.items():
+                    pipe.zadd(_socket_key(slot), dict.fromkeys(members, lapse))
+                    pipe.expire(_socket_key(slot), ttl)
+        results: list[Any] = pipe.execute(raise_on_error=False)
+    # A refresh sent two commands per slot: fold them into its one result.
+    folded: list[Any] = []
+    position = 0
+    for kind, args in requests:
+        width = 2 * len(args) if kind == "refresh" else 1
+        part = results[position : position + width]
+        position += width
+        errors = [r for r in part if isinstance(r, Exception)]
+        folded.append(errors[0] if errors else (part[0] if part else True))
+    return folded
 
 
 class LoopLimits:

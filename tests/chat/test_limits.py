@@ -183,3 +183,46 @@ def test_the_batched_windows_are_the_limits_librarys_own(settings, redis_url):
     finally:
         cluster_limits._blocking_storage.cache_clear()
         cluster_limits._blocking_client.cache_clear()
+
+
+def test_a_batch_of_socket_acquires_admits_up_to_the_cap_even_after_a_script_flush(
+    settings, redis_url
+):
+    """The socket sets in one pipeline (kaiwa.chat.cluster_limits): a batch
+    of acquires for one user admits exactly the cap, a release frees a slot
+    for the next batch, a refresh keeps the set alive, and a Redis that lost
+    its scripts (SCRIPT FLUSH, as after a restart) gets them again and answers
+    the same batch."""
+    import uuid
+
+    from limits import RateLimitItemPerSecond
+
+    from kaiwa.chat import cluster_limits
+
+    settings.REDIS_URL = redis_url
+    settings.KAIWA_REDIS_PREFIX = f"kaiwa-test-{uuid.uuid4().hex[:10]}"
+    cluster_limits._blocking_storage.cache_clear()
+    cluster_limits._blocking_client.cache_clear()
+    client = cluster_limits._blocking_client()
+    key = cluster_limits._socket_key("7")
+    try:
+        client.script_flush()
+        item = RateLimitItemPerSecond(1, 10)
+        batch = [("acquire", ("7", f"p:{n}", 2)) for n in range(4)]
+        batch += [("hit", (item, "ip:10.0.0.9")), ("hit", (item, "ip:10.0.0.9"))]
+        assert cluster_limits._run_batch(batch) == [True, True, False, False, True, False]
+        assert client.zrange(key, 0, -1) == [b"p:0", b"p:1"]
+        assert 0 < client.ttl(key) <= cluster_limits.SOCKET_TTL_SECONDS
+        release_then_acquire = [("release", ("7", "p:0")), ("acquire", ("7", "p:4", 2))]
+        assert cluster_limits._run_batch(release_then_acquire) == [True, True]
+        assert sorted(client.zrange(key, 0, -1)) == [b"p:1", b"p:4"]
+        client.expire(key, 5)
+        assert cluster_limits._run_batch([("refresh", {"7": {"p:1", "p:4"}})]) == [True]
+        assert client.ttl(key) > 5
+        client.zadd(key, {"p:1": 1.0})  # lapsed long ago (its process died)
+        assert cluster_limits._run_batch([("acquire", ("7", "p:5", 2))]) == [True]
+        assert sorted(client.zrange(key, 0, -1)) == [b"p:4", b"p:5"]
+    finally:
+        client.delete(key)
+        cluster_limits._blocking_storage.cache_clear()
+        cluster_limits._blocking_client.cache_clear()
