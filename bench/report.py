@@ -17,17 +17,19 @@ def _ratio(a: float, b: float) -> str:
 
 
 def _storm_table(per_target: dict[str, list[dict[str, float]]], targets: list[str]) -> list[str]:
+    """One row per target, phase and round (a storm is one short sample, so
+    every round is shown rather than a median)."""
     lines = [
-        "| server | phase | ready | failures | all ready s | connects/s | p50 ms to ready | p99 ms to ready |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| server | phase | round | ready | failures | all ready s | connects/s | p50 ms to ready | p99 ms to ready |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for t in targets:
-        for r in per_target.get(t, [])[:1]:
-            for phase, label in (("storm", "first connect"), ("resume", "after SIGTERM restart")):
+        for phase, label in (("storm", "first connect"), ("resume", "after SIGTERM restart")):
+            for n, r in enumerate(per_target.get(t, []), start=1):
                 if f"{phase}_connections" not in r:
                     continue
                 lines.append(
-                    f"| {t} | {label} | {int(r[f'{phase}_connections']):,} | "
+                    f"| {t} | {label} | {n} | {int(r[f'{phase}_connections']):,} | "
                     f"{int(r[f'{phase}_failures']):,} | {r[f'{phase}_all_ready_s']:.1f} | "
                     f"{r[f'{phase}_per_s']:,.0f} | {r[f'{phase}_p50_ms']:.0f} | "
                     f"{r[f'{phase}_p99_ms']:.0f} |"
@@ -185,7 +187,7 @@ def markdown(
         f"- Command: `{command}`",
         f"- Machine: {machine['cores']} cores ({machine['cpu']}), Python {machine['python']}, "
         f"uvicorn {machine['uvicorn']}; run {machine['date']}",
-        f"- Rounds: {rounds} (targets alternate within each round; figures are medians, lost is the sum)",
+        f"- Rounds: {rounds} (targets alternate within each round; figures are medians, lost is the sum; a storm shows every round; memory is measured once)",
         "- Servers, one process each on uvicorn (uvloop, h11, websockets-sansio):",
         "  `kaiwa` (SQLite, in-memory channel layer), `kaiwa-pg` (PostgreSQL, Redis pub/sub layer),",
         "  `tutorial` (the consumer of seeds/000 verbatim, channels_redis RedisChannelLayer defaults),",
