@@ -63,9 +63,10 @@ from django.core.exceptions import ImproperlyConfigured
 from kaiwa import metrics
 
 from . import db, frames, loops
+from .loops import settle
 from .models import Message
 from .relay import relay_latest_id, relay_read, relay_write
-from .selectors import room_event_range, room_last_seqs, room_member_count, room_snapshot
+from .selectors import room_event_range, room_last_seqs, room_member_count, room_snapshots
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +127,7 @@ def channel_layer() -> BaseChannelLayer:
 # dominated a connect storm; one group costs one subscription per process, and
 # each process parses the few user events that are not for its sockets.
 USERS_GROUP = "users"
+SNAPSHOT_BATCH_MAX = 1000  # feed snapshots per call on the read pool
 
 
 class Subscriber(Protocol):
@@ -330,7 +332,7 @@ class RoomFeed:
 
         ``recent``: every room event with seq in (max(``purged``, ``hwm`` -
         KAIWA_FEED_MEMORY_MESSAGES), ``hwm``] as ``(seq, frame)``, ascending
-        (``selectors.room_snapshot``); None when unknown. ``purged``: the
+        (``selectors.room_snapshots``); None when unknown. ``purged``: the
         room's ``purged_seq`` (retention), below which memory answers nothing.
         """
         self.hwm = hwm
@@ -516,6 +518,9 @@ class Hub:
         self._users_joined = False
         self._user_events: list[dict[str, Any]] = []  # bound for other processes
         self._revalidator: asyncio.Task[None] | None = None
+        # Feed snapshots asked for while one read runs: the next read's batch.
+        self._snapshots: list[tuple[str, int, asyncio.Future[Any]]] = []
+        self._snapshot_task: asyncio.Task[None] | None = None
         self.process_id = secrets.token_hex(8)  # tells our own batches apart
 
     def _lock(self, group: str) -> asyncio.Lock:
@@ -705,8 +710,9 @@ class Hub:
         Returns the feed, already started: its next delivery is the seq after
         the room's latest committed one at the time it opened. Raises the
         database or channel-layer error when the feed cannot open. Opening a
-        feed costs one call on the read pool (the room's seq and last
-        KAIWA_FEED_MEMORY_MESSAGES messages); joining an open one, nothing.
+        feed reads the room's seq and last KAIWA_FEED_MEMORY_MESSAGES room
+        events on the read pool, in one call with the other feeds opening
+        meanwhile (``_snapshot``); joining an open one costs nothing.
         """
         feed = self.feeds.get(slug)
         if feed is None:
@@ -718,9 +724,7 @@ class Hub:
                     try:
                         await self._group_add(room_group(slug))
                         # Subscribed first: nothing committed after this read is missed.
-                        feed.start(
-                            *await db.run_read(feed_snapshot, slug=slug, limit=feed.recent_max)
-                        )
+                        feed.start(*await self._snapshot(slug, feed.recent_max))
                     except BaseException:
                         del self.feeds[slug]
                         feed.close()
@@ -728,6 +732,36 @@ class Hub:
         await feed.ready.wait()
         feed.subscribers.add(subscriber)
         return feed
+
+    async def _snapshot(self, slug: str, limit: int) -> tuple[int, list[tuple[int, str]], int]:
+        """``selectors.room_snapshots`` of one room, read in a batch with the
+        snapshots that other feeds ask for while a read runs (as
+        kaiwa.chat.joins batches joins): a storm opening 500 feeds costs a
+        few calls on the read pool, not 500. Returns ``(latest seq, recent
+        (seq, frame) ascending, purged_seq)``; raises RoomNotFound, or the
+        database error of the batch."""
+        future: asyncio.Future[Any] = self.loop.create_future()
+        self._snapshots.append((slug, limit, future))
+        if self._snapshot_task is None:
+            self._snapshot_task = self.loop.create_task(self._read_snapshots())
+        result: tuple[int, list[tuple[int, str]], int] = await future
+        return result
+
+    async def _read_snapshots(self) -> None:
+        try:
+            while self._snapshots:
+                size = SNAPSHOT_BATCH_MAX
+                batch, self._snapshots = self._snapshots[:size], self._snapshots[size:]
+                results: list[Any]
+                try:
+                    requests = [(slug, limit) for slug, limit, _ in batch]
+                    results = await db.run_read(room_snapshots, requests=requests)
+                except Exception as exc:  # noqa: BLE001 (raised to each feed of the batch)
+                    results = [exc] * len(batch)
+                for (_, _, future), result in zip(batch, results, strict=True):
+                    settle(future, result)
+        finally:
+            self._snapshot_task = None
 
     async def leave_room(self, slug: str, subscriber: Subscriber) -> None:
         """Remove ``subscriber``; the last one out closes the feed and leaves the group."""
@@ -824,14 +858,6 @@ class Hub:
                 task.cancel()
         for feed in self.feeds.values():
             feed.close()
-
-
-def feed_snapshot(*, slug: str, limit: int) -> tuple[int, list[tuple[int, str]], int]:
-    """The room's latest seq, its room events with seq in (latest - ``limit``,
-    latest] as encoded ``(seq, frame)``, ascending, and its ``purged_seq``
-    (``selectors.room_snapshot``; runs on a database thread). Raises
-    RoomNotFound for an unknown room."""
-    return room_snapshot(slug=slug, limit=limit)
 
 
 def get_hub() -> Hub:

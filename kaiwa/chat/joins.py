@@ -17,8 +17,8 @@ from typing import Any
 from django.contrib.auth.models import User
 
 from . import db, loops, services
+from .loops import settle
 from .models import Room
-from .writer import settle
 
 
 class Admitter:

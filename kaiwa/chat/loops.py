@@ -76,3 +76,15 @@ def clear_for_testing() -> None:
     """Forget every loop's objects and tasks (tests start each from nothing)."""
     _state.clear()
     _tasks.clear()
+
+
+def settle(future: asyncio.Future[Any], outcome: Any) -> None:
+    """Give ``future`` its outcome unless it is done already (its waiter
+    cancelled): an exception (a refused post, a database error) is raised to
+    the waiter, anything else returned."""
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)

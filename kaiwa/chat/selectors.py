@@ -1,5 +1,6 @@
 """Reads of the chat app: visible rooms, message pages, the join backlog."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -274,30 +275,49 @@ def room_event_range(*, room_slug: str, after: int, before: int) -> list[tuple[i
     return room_event_frames(room_id=room_id, room_slug=room_slug, after=after, before=before)
 
 
-def room_snapshot(*, slug: str, limit: int) -> tuple[int, list[tuple[int, str]], int]:
-    """The room's latest seq, its last ``limit`` room events with seq <= it
-    as ``(seq, frame)`` ascending (``room_event_frames``; none at or below
-    the room's ``purged_seq``), and that ``purged_seq``. The room is read in
-    SQL: a room feed opens with it, many at once in a connect storm, and
-    compiling the ORM's query costs about a millisecond of Python. Raises
-    RoomNotFound for an unknown room."""
+def room_snapshots(
+    *, requests: Sequence[tuple[str, int]]
+) -> list[tuple[int, list[tuple[int, str]], int] | RoomNotFound]:
+    """What a room feed opens with, for each ``(slug, limit)`` of
+    ``requests``, in order: the room's latest seq, its last ``limit`` room
+    events with seq <= it as ``(seq, frame)`` ascending
+    (``room_event_frames``; none at or below the room's ``purged_seq``), and
+    that ``purged_seq``; or RoomNotFound for an unknown room. The feeds that
+    open together (a connect storm opens hundreds) share one query for their
+    rooms, written in SQL (compiling the ORM's costs about a millisecond of
+    Python); then ``room_event_frames`` (three queries) runs for each room
+    that has events to remember."""
+    slugs = sorted({slug for slug, _ in requests})
+    rows: dict[str, tuple[int, int, int]] = {}
     q = connection.ops.quote_name
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT id, last_seq, purged_seq FROM {q(Room._meta.db_table)} WHERE slug = %s",
-            [slug],
-        )
-        row = cursor.fetchone()
-    if row is None:
-        raise RoomNotFound("No such room.")
-    room_id, latest, purged = row
-    if limit <= 0 or latest == 0:
-        return latest, [], purged
-    after = max(purged, latest - limit)
-    frames_after = room_event_frames(
-        room_id=room_id, room_slug=slug, after=after, before=latest + 1
-    )
-    return latest, frames_after, purged
+    for start in range(0, len(slugs), SNAPSHOT_ROOMS_MAX):
+        part = slugs[start : start + SNAPSHOT_ROOMS_MAX]
+        marks = ", ".join(["%s"] * len(part))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT slug, id, last_seq, purged_seq FROM {q(Room._meta.db_table)} "
+                f"WHERE slug IN ({marks})",
+                part,
+            )
+            for slug, room_id, latest, purged in cursor.fetchall():
+                rows[slug] = (room_id, latest, purged)
+    results: list[tuple[int, list[tuple[int, str]], int] | RoomNotFound] = []
+    for slug, limit in requests:
+        row = rows.get(slug)
+        if row is None:
+            results.append(RoomNotFound("No such room."))
+            continue
+        room_id, latest, purged = row
+        if limit <= 0 or latest == 0:
+            results.append((latest, [], purged))
+            continue
+        after = max(purged, latest - limit)
+        recent = room_event_frames(room_id=room_id, room_slug=slug, after=after, before=latest + 1)
+        results.append((latest, recent, purged))
+    return results
+
+
+SNAPSHOT_ROOMS_MAX = 500  # rooms per query: SQLite allows 999 parameters at least
 
 
 def room_last_seqs(*, slugs: list[str]) -> dict[str, tuple[int, int]]:

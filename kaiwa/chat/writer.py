@@ -27,23 +27,12 @@ from typing import Any
 from django.db import DataError, IntegrityError
 
 from . import db, loops, services
+from .loops import settle
 from .models import Message, Room
 
 logger = logging.getLogger(__name__)
 
 MAX_BATCH = 500  # posts per transaction
-
-
-def settle(future: asyncio.Future[Any], outcome: Any) -> None:
-    """Give ``future`` its outcome unless it is done already (its waiter
-    cancelled): an exception (a refused post, a database error) is raised to
-    the waiter, anything else returned."""
-    if future.done():
-        return
-    if isinstance(outcome, BaseException):
-        future.set_exception(outcome)
-    else:
-        future.set_result(outcome)
 
 
 class MessageWriter:

@@ -6,7 +6,7 @@ import pytest
 from channels.db import database_sync_to_async
 
 from kaiwa.chat import services
-from kaiwa.chat.errors import NotAuthenticated, RoomForbidden
+from kaiwa.chat.errors import NotAuthenticated, RoomForbidden, RoomNotFound
 from kaiwa.chat.joins import Admitter
 from kaiwa.chat.models import Membership, Room
 from kaiwa.chat.writer import MessageWriter
@@ -88,3 +88,36 @@ async def test_joiners_of_a_new_room_share_one_creation(people, monkeypatch):
     count = database_sync_to_async(Membership.objects.filter(room__slug="a").count)
     assert await count() == len(users)
     assert await database_sync_to_async(Room.objects.filter(slug="a").count)() == 1
+
+
+async def test_feeds_opening_together_read_their_rooms_in_few_calls(people, monkeypatch):
+    """A storm opening many room feeds at once (kaiwa.chat.fanout.Hub):
+    their snapshots are read in batches, each feed gets its own room's, and
+    an unknown room fails its own feed only."""
+    from kaiwa.chat import fanout, selectors
+
+    def make():
+        for n in range(8):
+            RoomFactory(slug=f"room-{n}")
+
+    await database_sync_to_async(make)()
+    calls = []
+    real = selectors.room_snapshots
+
+    def counting(*, requests):
+        calls.append(len(requests))
+        return real(requests=requests)
+
+    monkeypatch.setattr(fanout, "room_snapshots", counting)
+    hub = fanout.get_hub()
+    slugs = [f"room-{n}" for n in range(8)] + ["nowhere"]
+    outcomes = await asyncio.gather(
+        *(hub.join_room(slug, object()) for slug in slugs), return_exceptions=True
+    )
+    assert [feed.slug for feed in outcomes[:8]] == slugs[:8]
+    assert all(feed.ready.is_set() and feed.hwm == 0 for feed in outcomes[:8])
+    assert isinstance(outcomes[8], RoomNotFound)
+    assert "nowhere" not in hub.feeds  # a feed that failed to open is forgotten
+    assert sum(calls) == 9
+    assert len(calls) < 9
+    await hub.close()

@@ -86,3 +86,24 @@ def test_message_backlog_stops_at_the_seq_it_reports(alice):
     backlog = selectors.message_backlog(room=room, after=None)
     assert seqs(backlog.frames) == [1, 2, 3, 4]
     assert backlog.latest_seq == 4
+
+
+def test_room_snapshots_read_many_rooms_at_once_each_with_its_own_answer(alice):
+    """selectors.room_snapshots: one answer per request, in order, for rooms
+    with events, an empty room, a room whose oldest events retention purged,
+    and an unknown room; a room asked for twice answers twice."""
+    busy = _room_with(5)
+    empty = RoomFactory(slug="empty")
+    purged = _room_with(4)
+    Room.objects.filter(pk=purged.pk).update(purged_seq=3)
+    requests = [(busy.slug, 3), ("empty", 10), (purged.slug, 10), ("nowhere", 5), (busy.slug, 0)]
+    answers = selectors.room_snapshots(requests=requests)
+    latest, recent, purged_seq = answers[0]
+    assert (latest, [seq for seq, _ in recent], purged_seq) == (5, [3, 4, 5], 0)
+    assert seqs([frame for _, frame in recent]) == [3, 4, 5]
+    assert answers[1] == (0, [], 0)
+    assert empty.last_seq == 0
+    latest, recent, purged_seq = answers[2]
+    assert (latest, [seq for seq, _ in recent], purged_seq) == (4, [4], 3)
+    assert isinstance(answers[3], RoomNotFound)
+    assert answers[4] == (5, [], 0)  # no memory asked for
