@@ -660,17 +660,28 @@ class Hub:
                 for socket in list(feed.subscribers):
                     self.spawn(socket.revalidate())
 
-    def publish_transient(self, slug: str, frames: list[str], user_id: int | None) -> None:
+    def publish_transient(
+        self,
+        slug: str,
+        frames: list[str],
+        user_id: int | None,
+        skip: list[int | None] | None = None,
+    ) -> None:
         """Send ``frames`` (never stored, no seq: ``typing``, ``presence``) to
         the sockets of room ``slug`` in every process, in one channel-layer
-        message, but to those of user ``user_id`` (None: to all)."""
-        event = {
+        message, but to those of user ``user_id`` (None: to all). ``skip``,
+        one entry per frame: the user whose sockets do not get that frame
+        (None: all do), so that one message carries the news of several
+        users, each left out of his own."""
+        event: dict[str, Any] = {
             "type": ROOM_TRANSIENT,
             "room": slug,
             "frames": frames,
             "user": user_id,
             "process": self.process_id,
         }
+        if skip is not None:
+            event["skip"] = skip
         self._deliver_transient(event)
         if self.remote:
             self.spawn(self._group_send(room_group(slug), event))
@@ -680,16 +691,21 @@ class Hub:
         if feed is None:
             return
         sender = event.get("user")
-        count = 0
+        room_frames: list[str] = event["frames"]
+        skip: list[int | None] = event.get("skip") or [None] * len(room_frames)
+        counts = [0] * len(room_frames)
         for subscriber in tuple(feed.subscribers):
-            if sender is None or subscriber.user_id != sender:
-                count += 1
-                for frame in event["frames"]:
+            if sender is not None and subscriber.user_id == sender:
+                continue
+            for n, (frame, skipped) in enumerate(zip(room_frames, skip, strict=True)):
+                if skipped is None or subscriber.user_id != skipped:
+                    counts[n] += 1
                     subscriber.deliver_event(frame)
-        if count:
-            metrics.DELIVERIES.inc(count * len(event["frames"]))
-            for frame in event["frames"]:
-                metrics.sent(frame, count)
+        if any(counts):
+            metrics.DELIVERIES.inc(sum(counts))
+            for frame, count in zip(room_frames, counts, strict=True):
+                if count:
+                    metrics.sent(frame, count)
 
     def _deliver_user_event(self, event: dict[str, Any]) -> None:
         origin = event.get("origin")

@@ -417,7 +417,8 @@ class Presence:
         """A ``presence`` frame of each new member's status (as this process
         wrote it) to the room he joined, if it has at most
         KAIWA_PRESENCE_MAX_MEMBERS members and his status did not just change
-        (``_announce`` told that room already). One query for all of them."""
+        (``_announce`` told that room already). One query for all of them,
+        one channel-layer message per room."""
         joined, self.joined = self.joined, []
         limit = settings.KAIWA_PRESENCE_MAX_MEMBERS
         wanted = {(u, slug) for u, slug in joined if u not in changed and u in self.written}
@@ -426,7 +427,11 @@ class Presence:
         rows = await db.run_read(
             selectors.presence_rooms, user_ids=sorted({u for u, _ in wanted}), max_members=limit
         )
-        hub = get_hub()
+        # One channel-layer message per room, each frame left out of its own
+        # user's sockets: a connect storm makes thousands of new members at
+        # once, and a message each cost half a second of the event loop in
+        # storm-5000 (docs/performance.md).
+        by_room: dict[str, tuple[list[str], list[int | None]]] = {}
         for user, username, slug in rows:
             if (user, slug) in wanted:
                 frame = {
@@ -435,7 +440,12 @@ class Presence:
                     "username": username,
                     "status": self.written[user],
                 }
-                hub.publish_transient(slug, [frames.encode(frame)], user)
+                room_frames, skip = by_room.setdefault(slug, ([], []))
+                room_frames.append(frames.encode(frame))
+                skip.append(user)
+        hub = get_hub()
+        for slug, (room_frames, skip) in by_room.items():
+            hub.publish_transient(slug, room_frames, None, skip)
 
     async def shutdown(self) -> None:
         """Stop the task; write the entries of users whose sockets closed

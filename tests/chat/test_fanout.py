@@ -186,3 +186,33 @@ async def test_feed_without_memory_always_defers_to_the_database(settings):
     assert feed.backlog(3, 50, 1000) is None
     assert feed.backlog(4, 50, 1000) == ([], None, 4)
     feed.close()
+
+
+class Listener:
+    """A subscriber of a room feed that records what it is sent."""
+
+    def __init__(self, user_id):
+        self.user_id = user_id
+        self.frames = []
+
+    def deliver_event(self, frame):
+        self.frames.append(frame)
+
+
+async def test_a_transient_message_leaves_each_frame_out_of_its_own_users_sockets():
+    """Hub.publish_transient with ``skip``: one message carries the news of
+    several users (new members of a room in a storm), and each frame reaches
+    every socket of the room but those of the user it names."""
+    hub = fanout.Hub(asyncio.get_running_loop())
+    feed = RoomFeed(slug="lobby")
+    hub.feeds["lobby"] = feed
+    alice, bob, carol, bob_again = Listener(1), Listener(2), Listener(3), Listener(2)
+    feed.subscribers.update({alice, bob, carol, bob_again})
+    hub.publish_transient("lobby", ["bob is online", "carol is online"], None, [2, 3])
+    assert alice.frames == ["bob is online", "carol is online"]
+    assert bob.frames == bob_again.frames == ["carol is online"]
+    assert carol.frames == ["bob is online"]
+    hub.publish_transient("lobby", ["alice is typing"], 1)  # no skip: all but the sender
+    assert alice.frames == ["bob is online", "carol is online"]
+    assert carol.frames == ["bob is online", "alice is typing"]
+    feed.close()
