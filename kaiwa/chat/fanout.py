@@ -63,7 +63,6 @@ from django.core.exceptions import ImproperlyConfigured
 from kaiwa import metrics
 
 from . import db, frames, loops
-from .loops import settle
 from .models import Message
 from .relay import relay_latest_id, relay_read, relay_write
 from .selectors import room_event_range, room_last_seqs, room_member_count, room_snapshots
@@ -519,8 +518,7 @@ class Hub:
         self._user_events: list[dict[str, Any]] = []  # bound for other processes
         self._revalidator: asyncio.Task[None] | None = None
         # Feed snapshots asked for while one read runs: the next read's batch.
-        self._snapshots: list[tuple[str, int, asyncio.Future[Any]]] = []
-        self._snapshot_task: asyncio.Task[None] | None = None
+        self._snapshots = loops.Batcher(loop, self._read_snapshots, SNAPSHOT_BATCH_MAX)
         self.process_id = secrets.token_hex(8)  # tells our own batches apart
 
     def _lock(self, group: str) -> asyncio.Lock:
@@ -756,28 +754,12 @@ class Hub:
         few calls on the read pool, not 500. Returns ``(latest seq, recent
         (seq, frame) ascending, purged_seq)``; raises RoomNotFound, or the
         database error of the batch."""
-        future: asyncio.Future[Any] = self.loop.create_future()
-        self._snapshots.append((slug, limit, future))
-        if self._snapshot_task is None:
-            self._snapshot_task = self.loop.create_task(self._read_snapshots())
-        result: tuple[int, list[tuple[int, str]], int] = await future
+        result: tuple[int, list[tuple[int, str]], int] = await self._snapshots.ask((slug, limit))
         return result
 
-    async def _read_snapshots(self) -> None:
-        try:
-            while self._snapshots:
-                size = SNAPSHOT_BATCH_MAX
-                batch, self._snapshots = self._snapshots[:size], self._snapshots[size:]
-                results: list[Any]
-                try:
-                    requests = [(slug, limit) for slug, limit, _ in batch]
-                    results = await db.run_read(room_snapshots, requests=requests)
-                except Exception as exc:  # noqa: BLE001 (raised to each feed of the batch)
-                    results = [exc] * len(batch)
-                for (_, _, future), result in zip(batch, results, strict=True):
-                    settle(future, result)
-        finally:
-            self._snapshot_task = None
+    @staticmethod
+    async def _read_snapshots(requests: list[tuple[str, int]]) -> list[Any]:
+        return await db.run_read(room_snapshots, requests=requests)
 
     async def leave_room(self, slug: str, subscriber: Subscriber) -> None:
         """Remove ``subscriber``; the last one out closes the feed and leaves the group."""

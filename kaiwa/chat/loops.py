@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -88,3 +88,47 @@ def settle(future: asyncio.Future[Any], outcome: Any) -> None:
         future.set_exception(outcome)
     else:
         future.set_result(outcome)
+
+
+class Batcher:
+    """Requests of the moment answered together: one ``call`` runs at a time,
+    and every request that arrives meanwhile goes into the next one (at most
+    ``batch_max`` each), as the writer does with posts. ``call(requests)``
+    returns one outcome per request, in order; an exception outcome is
+    raised to that request's waiter only, and an exception of the call
+    itself to every waiter of its batch."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        call: Callable[[list[Any]], Awaitable[list[Any]]],
+        batch_max: int,
+    ) -> None:
+        self.loop = loop
+        self.call = call
+        self.batch_max = batch_max
+        self.queue: list[tuple[Any, asyncio.Future[Any]]] = []
+        self.task: asyncio.Task[None] | None = None
+
+    async def ask(self, request: Any) -> Any:
+        """The outcome of ``request`` in the next batch; raises its error."""
+        future: asyncio.Future[Any] = self.loop.create_future()
+        self.queue.append((request, future))
+        if self.task is None:
+            self.task = self.loop.create_task(self._run())
+        return await future
+
+    async def _run(self) -> None:
+        try:
+            while self.queue:
+                batch = self.queue[: self.batch_max]
+                self.queue = self.queue[self.batch_max :]
+                outcomes: list[Any]
+                try:
+                    outcomes = await self.call([request for request, _ in batch])
+                except Exception as exc:  # noqa: BLE001 (raised to every waiter of the batch)
+                    outcomes = [exc] * len(batch)
+                for (_, future), outcome in zip(batch, outcomes, strict=True):
+                    settle(future, outcome)
+        finally:
+            self.task = None
