@@ -18,7 +18,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
-from kaiwa.chat.consumers import ChatConsumer  # noqa: E402
+from kaiwa.chat.realtime.consumers import ChatConsumer  # noqa: E402
 
 
 class FloorConsumer(AsyncWebsocketConsumer):

@@ -7,7 +7,7 @@ environment (SQLite, or PostgreSQL + Redis). Each step calls the service the
 server calls on its database threads, on a fresh room with ``--users``
 members:
 
-- join: ``services.room_admit_batch`` with one handshake (Bearer token), and
+- join: ``selectors.room_admit_batch`` with one handshake (Bearer token), and
   with all of them at once (what a connect storm makes of it);
 - post: ``services.message_create_batch`` with one message, and with 100
   (group commit); the broadcast on commit is left out (it runs on the event
@@ -32,6 +32,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.database import kaiwa_database_setup
+from kaiwa.chat.realtime import publish
 
 
 def measure(call: Callable[[], Any], items: int, repeat: int) -> dict[str, float]:
@@ -60,10 +61,10 @@ def steps_measure(*, users: int, repeat: int) -> dict[str, Any]:
     from django.db import connection
 
     from kaiwa.accounts.services import token_create_batch
-    from kaiwa.chat import fanout, services
+    from kaiwa.chat import selectors, services
     from kaiwa.chat.models import Membership, Room
 
-    fanout.publish_message = lambda *a, **k: None
+    publish.publish_message = lambda *a, **k: None
     tag = secrets.token_hex(4)
     user_model = get_user_model()
     user_model.objects.bulk_create(
@@ -74,8 +75,8 @@ def steps_measure(*, users: int, repeat: int) -> dict[str, Any]:
     tokens = [keys[u.pk] for u in people]
     room = Room.objects.create(slug=f"steps-{tag}", title="steps")
     Membership.objects.bulk_create([Membership(room=room, user=u) for u in people])
-    one = [services.Admission(slug=room.slug, token=tokens[0])]
-    every = [services.Admission(slug=room.slug, token=t) for t in tokens]
+    one = [selectors.Admission(slug=room.slug, token=tokens[0])]
+    every = [selectors.Admission(slug=room.slug, token=t) for t in tokens]
 
     def post(count: int) -> Callable[[], Any]:
         batch = [
@@ -92,9 +93,9 @@ def steps_measure(*, users: int, repeat: int) -> dict[str, Any]:
         services.membership_read_batch(positions={(room.pk, u.pk): seq for u in people})
 
     steps = {
-        "join": measure(lambda: services.room_admit_batch(admissions=one), 1, repeat),
+        "join": measure(lambda: selectors.room_admit_batch(admissions=one), 1, repeat),
         f"join x{users}": measure(
-            lambda: services.room_admit_batch(admissions=every), users, repeat
+            lambda: selectors.room_admit_batch(admissions=every), users, repeat
         ),
         "post": measure(post(1), 1, repeat),
         "post x100": measure(post(100), 100, repeat),

@@ -18,9 +18,9 @@ data_dir_create()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from kaiwa.accounts.middleware import BrowserOriginValidator, WebsocketAuthStack  # noqa: E402
-from kaiwa.chat.fanout import RawSendMiddleware  # noqa: E402
-from kaiwa.chat.lifespan import lifespan  # noqa: E402
-from kaiwa.chat.limits import ConnectRateLimit  # noqa: E402
+from kaiwa.chat.realtime.lifespan import lifespan  # noqa: E402
+from kaiwa.chat.realtime.limits import ConnectRateLimit  # noqa: E402
+from kaiwa.chat.realtime.middleware import RawSendMiddleware  # noqa: E402
 from kaiwa.chat.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(

@@ -210,7 +210,7 @@ if _sentinel:
 # Every Redis key and channel of Kaiwa starts with this (two deployments, or
 # test runs, may share one Redis).
 KAIWA_REDIS_PREFIX = os.environ.get("KAIWA_REDIS_PREFIX", "kaiwa")
-# With REDIS_URL, count the flood limits across processes (kaiwa.chat.cluster_limits).
+# With REDIS_URL, count the flood limits across processes (kaiwa.chat.realtime.cluster_limits).
 KAIWA_CLUSTER_LIMITS = env_bool("KAIWA_CLUSTER_LIMITS", True)
 if REDIS_URL:
     # One Redis pub/sub subscription per room per process: the fan-out hub
@@ -429,11 +429,11 @@ KAIWA_SEQ_CHECK_SECONDS = env_float("KAIWA_SEQ_CHECK_SECONDS", 2.0)
 # Frames each room feed keeps in memory to answer joins and resumes without a
 # query (kaiwa.chat.fanout, invariant 4).
 KAIWA_FEED_MEMORY_MESSAGES = env_int("KAIWA_FEED_MEMORY_MESSAGES", 200)
-# Threads for the sockets' database reads and joins (kaiwa.chat.db); the message
+# Threads for the sockets' database reads and joins (kaiwa.chat.realtime.executors); the message
 # writer has its own one.
 KAIWA_DB_THREADS = env_int("KAIWA_DB_THREADS", 4)
 # Read positions from `read` frames are merged and stored at most this often
-# (seconds; kaiwa.chat.reads).
+# (seconds; kaiwa.chat.realtime.read_positions).
 KAIWA_READ_FLUSH_SECONDS = env_float("KAIWA_READ_FLUSH_SECONDS", 1.0)
 # Pending TCP connections the listening socket queues (uvicorn's --backlog;
 # the kernel caps it at net.core.somaxconn).
@@ -481,7 +481,7 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
-# Flood limits (kaiwa.chat.limits), per process; 0 turns one off.
+# Flood limits (kaiwa.chat.realtime.limits), per process; 0 turns one off.
 KAIWA_RATE_MESSAGES_PER_SECOND = env_float("KAIWA_RATE_MESSAGES_PER_SECOND", 10.0)
 KAIWA_RATE_BURST = env_int("KAIWA_RATE_BURST", 50)
 KAIWA_RATE_STRIKES = env_int("KAIWA_RATE_STRIKES", 10)
@@ -495,7 +495,7 @@ KAIWA_MAX_CONNECTIONS_PER_USER = env_int("KAIWA_MAX_CONNECTIONS_PER_USER", 20)
 KAIWA_ROOM_CREATE_RATE_PER_MINUTE = env_float("KAIWA_ROOM_CREATE_RATE_PER_MINUTE", 10.0)
 KAIWA_MAX_ROOMS_PER_USER = env_int("KAIWA_MAX_ROOMS_PER_USER", 100)
 # Every socket re-checks its session or token and room this often (seconds),
-# behind the revocation events (kaiwa.chat.signals); 0 turns it off.
+# behind the revocation events (kaiwa.chat.receivers); 0 turns it off.
 KAIWA_REVALIDATE_SECONDS = env_float("KAIWA_REVALIDATE_SECONDS", 300.0)
 
 # --- metrics (kaiwa.metrics) --------------------------------------------------------

@@ -161,7 +161,7 @@ def serve(host: str, port: int, log_level: str, migrate_first: bool = True) -> N
         h11_max_incomplete_event_size=settings.KAIWA_MAX_HEADER_BYTES,
         ws="websockets-sansio",
         ws_max_size=settings.KAIWA_MAX_FRAME_BYTES,
-        lifespan="on",  # kaiwa.chat.lifespan: flush read positions, close the hub
+        lifespan="on",  # kaiwa.chat.realtime.lifespan: flush read positions, close the hub
         backlog=settings.KAIWA_LISTEN_BACKLOG,
         log_level=log_level,
         # uvicorn's records go through Kaiwa's LOGGING (kaiwa.logs: one format,

@@ -10,7 +10,7 @@ consumer) is added to every line logged meanwhile, by
 "Rendering Using structlog-based Formatters Within logging").
 
 ``KAIWA_LOG_FORMAT``: ``plain`` (default) renders
-``2026-11-22 10:00:00.123456 INFO kaiwa.chat.consumers: socket closed code=1000 socket_id=...``;
+``2026-11-22 10:00:00.123456 INFO kaiwa.chat.realtime.consumers: socket closed code=1000 socket_id=...``;
 ``json`` one JSON object per line (``timestamp``, ``level``, ``logger``,
 ``event`` and the context) for a log shipper.
 
@@ -121,7 +121,7 @@ class QuietFilter(logging.Filter):
         return True
 
 
-_sockets = structlog.get_logger("kaiwa.chat.consumers")
+_sockets = structlog.get_logger("kaiwa.chat.realtime.consumers")
 
 
 def socket_closed(code: int, seconds: float, ready: bool) -> None:

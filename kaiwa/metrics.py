@@ -126,7 +126,7 @@ PUBLISH_SECONDS = Histogram(
 )
 DATABASE_SECONDS = Histogram(
     "kaiwa_database_call_duration_seconds",
-    "Seconds of one database call of the socket path (kaiwa.chat.db), by call kind.",
+    "Seconds of one database call of the socket path (kaiwa.chat.realtime.executors), by call kind.",
     ["kind"],
     buckets=FAST_BUCKETS,
 )
@@ -205,7 +205,7 @@ def reap_dead_processes(path: str) -> None:
 
 
 def process_exit() -> None:
-    """Called at a clean shutdown (kaiwa.chat.lifespan): this process's live
+    """Called at a clean shutdown (kaiwa.chat.realtime.lifespan): this process's live
     gauges stop counting in multiprocess mode."""
     path = multiprocess_dir()
     if path:

@@ -18,7 +18,7 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.sessions.backends.db import SessionStore
 
 from kaiwa.accounts.middleware import BEARER_TOKEN_KEY
-from kaiwa.chat.fanout import RAW_SEND_KEY
+from kaiwa.chat.realtime.middleware import RAW_SEND_KEY
 from kaiwa.chat.routing import websocket_urlpatterns
 
 TIMEOUT = 5.0  # seconds; in process, a frame normally comes in milliseconds

@@ -94,16 +94,17 @@ def _fresh_channel_layers():
     """Each test gets new channel layers and a new fan-out hub."""
     from channels.layers import channel_layers
 
-    from kaiwa.chat import limits, loops
+    from kaiwa.chat import quotas
+    from kaiwa.chat.realtime import limits, loops
 
     channel_layers.backends.clear()
     loops.clear_for_testing()
-    limits.room_create_limits_reset()
+    quotas.room_create_limits_reset()
     limits.message_limits_reset()
     yield
     channel_layers.backends.clear()
     loops.clear_for_testing()
-    limits.room_create_limits_reset()
+    quotas.room_create_limits_reset()
     limits.message_limits_reset()
 
 

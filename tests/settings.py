@@ -21,7 +21,7 @@ from config.settings import *  # noqa: F403
 
 os.makedirs(os.environ["KAIWA_DATA_DIR"], exist_ok=True)
 
-# `presence` frames arrive on their own schedule (kaiwa.chat.presence): tests
+# `presence` frames arrive on their own schedule (kaiwa.chat.realtime.presence): tests
 # that script exact frame sequences would race them. Presence is still
 # tracked; the presence tests (tests/chat/test_presence.py, the cluster test)
 # turn the frames on.

@@ -26,7 +26,7 @@ import yaml
 from channels.db import database_sync_to_async
 
 from kaiwa import metrics
-from kaiwa.chat.consumers import ChatConsumer
+from kaiwa.chat.realtime.consumers import ChatConsumer
 from tests.communicator import Socket
 from tests.factories import UserFactory
 from tests.openapi import closed

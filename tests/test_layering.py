@@ -100,5 +100,37 @@ def test_the_graph_sees_the_imports_it_checks():
     # The checks above are worth something only if the graph is right.
     edges = graph()
     assert "kaiwa.chat.models" in edges["kaiwa.chat.selectors"]
-    assert "kaiwa.chat.services" in edges["kaiwa.chat.writer"]
+    assert "kaiwa.chat.services" in edges["kaiwa.chat.realtime.writer"]
     assert "kaiwa.notifications.services" in edges["kaiwa.notifications.tasks"]
+
+
+# The HTTP and WebSocket surfaces of the chat app, which may call real-time code
+# (the REST API shares the sockets' flood limits and presence).
+SURFACES = {"api", "views", "admin", "routing", "urls", "apps"}
+PUBLISHING = {"kaiwa.chat.realtime", "kaiwa.chat.realtime.publish"}
+
+
+def is_domain(module: str) -> bool:
+    parts = module.split(".")
+    if app_of(module) in ("accounts", "notifications"):
+        return True
+    return app_of(module) == "chat" and len(parts) > 2 and parts[2] not in SURFACES | {"realtime"}
+
+
+def test_the_domain_reaches_real_time_code_through_publish_only():
+    wrong = [
+        (a, b)
+        for a, targets in graph().items()
+        if is_domain(a)
+        for b in targets
+        if b.startswith("kaiwa.chat.realtime") and b not in PUBLISHING
+    ]
+    assert wrong == []
+
+
+def test_the_domain_check_sees_the_domain():
+    assert is_domain("kaiwa.chat.services.messages")
+    assert is_domain("kaiwa.chat.retention")
+    assert is_domain("kaiwa.notifications.services")
+    assert not is_domain("kaiwa.chat.realtime.hub")
+    assert not is_domain("kaiwa.chat.api")

@@ -44,12 +44,12 @@ def test_plain_lines_carry_the_bound_context():
     structlog.contextvars.bind_contextvars(socket_id="abc-1", room="lobby")
     try:
         line = formatter.format(
-            record("kaiwa.chat.consumers", "socket %s too slow", args=("abc-1",))
+            record("kaiwa.chat.realtime.consumers", "socket %s too slow", args=("abc-1",))
         )
     finally:
         structlog.contextvars.clear_contextvars()
     head, _, fields = line.partition(" too slow ")
-    assert head.endswith(" INFO kaiwa.chat.consumers: socket abc-1"), line
+    assert head.endswith(" INFO kaiwa.chat.realtime.consumers: socket abc-1"), line
     assert sorted(fields.split()) == ["room=lobby", "socket_id=abc-1"]
     assert time.strptime(line[:19], "%Y-%m-%d %H:%M:%S")
 

@@ -25,7 +25,8 @@ from django.urls import get_resolver
 from rest_framework.test import APIClient
 
 from kaiwa.accounts.models import ApiToken
-from kaiwa.chat import limits
+from kaiwa.chat import quotas
+from kaiwa.chat.realtime import limits
 from kaiwa.openapi import ERROR_CODES
 from tests import openapi
 from tests.factories import MembershipFactory, MessageFactory, RoomFactory, UserFactory, token_for
@@ -185,7 +186,7 @@ def over_the_message_budget(world: World, operation: tuple[str, str]) -> Any:
 
 def over_the_room_rate(world: World, operation: tuple[str, str]) -> Any:
     world.settings.KAIWA_ROOM_CREATE_RATE_PER_MINUTE = 1
-    limits.room_create_limits_reset()
+    quotas.room_create_limits_reset()
     assert success(world, operation).status_code == 201
     return send(world.api(world.alice), "post", "/api/dms/", {"username": "carol"})
 
@@ -215,7 +216,7 @@ def reacted_then_listed(world: World, operation: tuple[str, str]) -> Any:
 def someone_online(world: World, operation: tuple[str, str]) -> Any:
     # The presence store stands in for a serving process with alice's socket
     # open (tests/chat/test_presence.py drives the real one): the view is real.
-    from kaiwa.chat import presence
+    from kaiwa.chat.realtime import presence
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(presence, "room_presence", lambda ids: {world.alice.pk: "away"})

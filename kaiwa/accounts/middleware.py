@@ -93,7 +93,7 @@ def WebsocketAuthStack(inner: Any) -> Any:  # named like Channels' AuthMiddlewar
     (a ``SESSION_ENGINE`` store, which loads itself on first use), or None
     without a cookie; ``scope[BEARER_TOKEN_KEY]``: the Bearer token, or None.
     The consumer resolves them to a user in a batch with other joins
-    (``kaiwa.chat.joins``). Channels' ``SessionMiddleware`` and
+    (``kaiwa.chat.realtime.admission``). Channels' ``SessionMiddleware`` and
     ``AuthMiddleware`` would each make a trip to Channels' one shared database
     thread for every handshake (the first even without a cookie), which
     serialises a connect storm. The session is never saved from a socket:

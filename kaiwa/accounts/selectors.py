@@ -2,13 +2,17 @@
 
 from collections.abc import Sequence
 from types import SimpleNamespace
+from typing import Protocol
 
+from django.conf import settings
 from django.contrib import auth
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.contrib.sessions.backends.base import SessionBase
+from django.contrib.sessions.models import Session
 from django.db import connection
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare
 from knox.crypto import hash_token
 from knox.settings import CONSTANTS
 
@@ -76,3 +80,60 @@ def session_user_get(*, session: SessionBase | None) -> User | None:
     # get_user reads nothing of the request but its session.
     user = auth.get_user(SimpleNamespace(session=session))  # type: ignore[arg-type]
     return user if user.is_authenticated else None
+
+
+class Credentialed(Protocol):
+    """A write to re-check (a chat post, a room event): its author and the
+    credentials it came with (a session key, a Bearer token; None for REST's
+    per-request authentication)."""
+
+    @property
+    def user(self) -> User | None: ...
+
+    @property
+    def session_key(self) -> str | None: ...
+
+    @property
+    def token(self) -> str | None: ...
+
+
+def credentials_revoked(posts: Sequence["Credentialed"]) -> set[int]:
+    """``id(post)`` of the posts none of whose credentials admits its user any
+    more: the session is gone (logout) or belongs to a former password (the
+    session hash, as ``django.contrib.auth.get_user`` checks it), and the
+    token is gone (revoked, or every token of a password change) or expired.
+    Posts without credentials (REST) pass. At most three queries, each only
+    when some post carries that kind of credential."""
+    checked = [p for p in posts if p.session_key or p.token]
+    if not checked:
+        return set()
+    valid: set[int] = set()
+    keys = {p.session_key for p in checked if p.session_key}
+    if keys and settings.SESSION_ENGINE == "django.contrib.sessions.backends.db":
+        live = Session.objects.filter(session_key__in=keys, expire_date__gt=timezone.now())
+        sessions = {s.session_key: s.get_decoded() for s in live}
+        users = get_user_model().objects.in_bulk({p.user.pk for p in checked if p.user})
+        for post in checked:
+            data = sessions.get(post.session_key or "")
+            user = users.get(post.user.pk) if post.user is not None else None
+            if session_admits(data, user):
+                valid.add(id(post))
+    elif keys:
+        valid |= {id(p) for p in checked if p.session_key}  # another engine: not checked here
+    tokens = {p.token for p in checked if p.token and id(p) not in valid}
+    if tokens:
+        holders = token_users_get(keys=list(tokens))
+        for post in checked:
+            holder = holders.get(post.token or "")
+            if holder is not None and post.user is not None and holder.pk == post.user.pk:
+                valid.add(id(post))
+    return {id(p) for p in checked} - valid
+
+
+def session_admits(data: dict[str, object] | None, user: User | None) -> bool:
+    """Whether the decoded session ``data`` still signs ``user`` in (his id,
+    and the hash of his current password, as ``django.contrib.auth.get_user``)."""
+    if not data or user is None or str(data.get(auth.SESSION_KEY)) != str(user.pk):
+        return False
+    stored = data.get(auth.HASH_SESSION_KEY)
+    return isinstance(stored, str) and constant_time_compare(stored, user.get_session_auth_hash())

@@ -38,7 +38,7 @@ RESERVED_USERNAMES = frozenset(
     }
 )
 # Anonymous sockets are named ``guest-<random>`` by the server
-# (kaiwa.chat.consumers); nobody may sign up with such a name.
+# (kaiwa.chat.realtime.consumers); nobody may sign up with such a name.
 RESERVED_PREFIXES = ("guest-",)
 
 # confusable_homoglyphs wraps right-to-left characters in LEFT-TO-RIGHT MARKs.

@@ -2,10 +2,9 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from kaiwa.chat import services
+from kaiwa.chat.models import Membership, Message, Room
 from kaiwa.requests import AuthenticatedHttpRequest
-
-from . import services
-from .models import Membership, Message, Room
 
 
 class MembershipInline(admin.TabularInline):

@@ -15,6 +15,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from kaiwa.chat import frames, selectors, services
+from kaiwa.chat.errors import ChatError, MessageRateLimited, Unavailable
+from kaiwa.chat.models import room_slug_validator
+from kaiwa.chat.realtime import limits, presence
+from kaiwa.chat.selectors import MESSAGE_PAGE_MAX, ROOM_PAGE_DEFAULT, ROOM_PAGE_MAX
 from kaiwa.openapi import (
     MESSAGE_ID,
     ROOM,
@@ -33,11 +38,6 @@ from kaiwa.openapi import (
     query_integer,
 )
 from kaiwa.requests import AuthenticatedRequest
-
-from . import frames, limits, presence, selectors, services
-from .errors import ChatError, MessageRateLimited, Unavailable
-from .models import room_slug_validator
-from .selectors import MESSAGE_PAGE_MAX, ROOM_PAGE_DEFAULT, ROOM_PAGE_MAX
 
 
 class ChatAPIError(APIException):

@@ -7,4 +7,4 @@ class ChatConfig(AppConfig):
     verbose_name = "Chat"
 
     def ready(self) -> None:
-        from . import signals  # noqa: F401 (connects the receivers)
+        from kaiwa.chat import receivers  # noqa: F401 (connects the receivers)

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from .models import Message, RoomEvent
+from kaiwa.chat.models import Message, RoomEvent
 
 
 def timestamp(value: datetime) -> str:

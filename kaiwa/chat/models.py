@@ -198,7 +198,7 @@ class RelayedEvent(models.Model):
     """A fan-out control event written by a process that shares no channel
     layer with the server (a shell or management command on embedded
     defaults, where the layer is in-memory): the server's hub reads these rows
-    every KAIWA_SEQ_CHECK_SECONDS and applies them (kaiwa.chat.relay), so that
+    every KAIWA_SEQ_CHECK_SECONDS and applies them (kaiwa.chat.realtime.relay), so that
     a revocation made there still closes the sockets within seconds. Rows
     older than a minute are deleted."""
 

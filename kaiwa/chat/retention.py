@@ -17,7 +17,7 @@ batches of KAIWA_RETENTION_BATCH seqs, one transaction each:
    their foreign key says, SET_NULL, and the email re-check skips them as
    deleted);
 3. ``purged_seq`` becomes the batch's top, and on commit every process's
-   room feed drops what it remembers at or below it (``fanout.publish_purge``;
+   room feed drops what it remembers at or below it (``publish.publish_purge``;
    the hub's seq check applies it too, should the event be lost).
 
 So every seq above ``purged_seq`` is still stored, and a resume with
@@ -40,8 +40,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import models, transaction
 from django.db.models import Exists, Max, OuterRef, Q, QuerySet
 
-from . import fanout
-from .models import Message, Room, RoomEvent
+from kaiwa.chat.models import Message, Room, RoomEvent
+from kaiwa.chat.realtime import publish
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def _batch_delete(room_id: int, top: int, size: int) -> tuple[int, int, int]:
         # Rows deleted in SQL send no pre_delete: the feeds are told once, on commit.
         deleted_messages = doomed._raw_delete(doomed.db)
         Room.objects.filter(pk=room_id).update(purged_seq=high)
-        transaction.on_commit(partial(fanout.publish_purge, room.slug, high))
+        transaction.on_commit(partial(publish.publish_purge, room.slug, high))
     return high, deleted_messages, deleted_events
 
 

@@ -1,6 +1,6 @@
 from django.urls import re_path
 
-from . import consumers
+from kaiwa.chat.realtime import consumers
 
 # The room part is matched loosely and validated by the consumer, so that a bad
 # name is answered with close code 4404 rather than a routing error.

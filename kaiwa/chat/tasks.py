@@ -3,7 +3,7 @@
 from celery import shared_task
 from django.utils import timezone
 
-from . import retention
+from kaiwa.chat import retention
 
 
 @shared_task(acks_late=True)

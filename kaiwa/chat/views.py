@@ -6,12 +6,11 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse
 from django.shortcuts import render
 
+from kaiwa.chat import selectors
+from kaiwa.chat.errors import RoomNotFound
+from kaiwa.chat.models import DM_PREFIX
+from kaiwa.chat.validators import room_slug_check
 from kaiwa.requests import AuthenticatedHttpRequest
-
-from . import selectors
-from .errors import RoomNotFound
-from .models import DM_PREFIX
-from .validators import room_slug_check
 
 INDEX_PAGE_ROOMS = 50  # rooms per /chat/ page
 

@@ -7,4 +7,4 @@ class NotificationsConfig(AppConfig):
     verbose_name = "Notifications"
 
     def ready(self) -> None:
-        from . import receivers  # noqa: F401 (connects to kaiwa.chat.events)
+        from . import receivers  # noqa: F401 (connects to kaiwa.chat.signals)

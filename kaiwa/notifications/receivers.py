@@ -1,4 +1,4 @@
-"""The notifications app listens to the chat app's events (kaiwa.chat.events)."""
+"""The notifications app listens to the chat app's events (kaiwa.chat.signals)."""
 
 import copy
 from functools import partial
@@ -7,8 +7,8 @@ from typing import Any
 from django.db import transaction
 from django.dispatch import receiver
 
-from kaiwa.chat.events import message_edited, message_stored
 from kaiwa.chat.models import Message
+from kaiwa.chat.signals import message_edited, message_stored
 
 from . import selectors, services, tasks
 

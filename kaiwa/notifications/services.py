@@ -58,7 +58,7 @@ def missed_messages_queue(
     """Record who should get an email about the new ``message``, if unread in time.
 
     Call inside the transaction that stores ``message`` (the receiver of
-    ``kaiwa.chat.events.message_stored`` does). Writes one pending row per
+    ``kaiwa.chat.signals.message_stored`` does). Writes one pending row per
     recipient (see ``selectors.missed_message_recipients``), due
     KAIWA_EMAIL_BATCH_SECONDS (seconds) from now. Returns the rows written
     (empty for most messages, at no query cost); the caller schedules their

@@ -6,8 +6,9 @@ import pytest
 from channels.db import database_sync_to_async
 from django.contrib.auth.models import AnonymousUser
 
-from kaiwa.chat import fanout, selectors
+from kaiwa.chat import selectors
 from kaiwa.chat.models import Membership, Message, Room
+from kaiwa.chat.realtime import hub, publish
 from tests.communicator import Socket, connect, join
 from tests.factories import MembershipFactory, RoomFactory, UserFactory
 
@@ -203,7 +204,7 @@ async def store_unpublished(monkeypatch, user, text):
 
     room = await database_sync_to_async(Room.objects.get)(slug="lobby")
     with monkeypatch.context() as patch:
-        patch.setattr(fanout, "publish_message", lambda *a, **k: None)
+        patch.setattr(publish, "publish_message", lambda *a, **k: None)
         await database_sync_to_async(services.message_create)(
             room=room, user=user, username=user.username, text=text
         )
@@ -243,7 +244,7 @@ async def test_a_slow_socket_is_closed_with_4408(users, settings):
     await communicator.open()
     await communicator.until_ready()
     stalled = True
-    feed = fanout.get_hub().feeds["lobby"]
+    feed = hub.get_hub().feeds["lobby"]
     for seq in range(1, 10):
         feed.offer(seq, f'{{"type":"message","seq":{seq}}}')
     assert await communicator.close_code() == 4408
@@ -340,10 +341,10 @@ async def test_a_client_gone_during_its_join_is_no_error(users, caplog):
     communicator = Socket(user=bob, raw_send=closed_transport)
     await communicator.open()
     for _ in range(100):  # the join runs on: wait until it has tried to send
-        if "lobby" in fanout.get_hub().feeds:
+        if "lobby" in hub.get_hub().feeds:
             break
         await asyncio.sleep(0.02)
     await asyncio.sleep(0.2)
     await communicator.disconnect()  # re-raises what the consumer raised, if anything
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")], caplog.text
-    assert "lobby" not in fanout.get_hub().feeds  # its last subscriber left: the feed closed
+    assert "lobby" not in hub.get_hub().feeds  # its last subscriber left: the feed closed

@@ -4,8 +4,11 @@ import asyncio
 
 import pytest
 
-from kaiwa.chat import fanout, frames
-from kaiwa.chat.fanout import Outbox, OutboxOverflow, RoomFeed
+from kaiwa.chat import frames
+from kaiwa.chat.realtime import middleware
+from kaiwa.chat.realtime.feed import RoomFeed
+from kaiwa.chat.realtime.hub import Hub
+from kaiwa.chat.realtime.outbox import Outbox, OutboxOverflow
 
 
 class Transport:
@@ -130,8 +133,8 @@ async def test_raw_send_middleware_puts_the_servers_send_in_the_scope():
     async def send(message):
         pass
 
-    await fanout.RawSendMiddleware(app)({"type": "websocket"}, None, send)
-    assert seen[fanout.RAW_SEND_KEY] is send
+    await middleware.RawSendMiddleware(app)({"type": "websocket"}, None, send)
+    assert seen[middleware.RAW_SEND_KEY] is send
 
 
 # --- the feed's memory of recent frames (invariant 4) ----------------------------------
@@ -203,7 +206,7 @@ async def test_a_transient_message_leaves_each_frame_out_of_its_own_users_socket
     """Hub.publish_transient with ``skip``: one message carries the news of
     several users (new members of a room in a storm), and each frame reaches
     every socket of the room but those of the user it names."""
-    hub = fanout.Hub(asyncio.get_running_loop())
+    hub = Hub(asyncio.get_running_loop())
     feed = RoomFeed(slug="lobby")
     hub.feeds["lobby"] = feed
     alice, bob, carol, bob_again = Listener(1), Listener(2), Listener(3), Listener(2)

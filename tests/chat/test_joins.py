@@ -1,15 +1,17 @@
-"""Group admission (kaiwa.chat.joins) and shared room creation (kaiwa.chat.writer)."""
+"""Group admission (kaiwa.chat.realtime.admission) and shared room creation (kaiwa.chat.realtime.writer)."""
 
 import asyncio
 
 import pytest
 from channels.db import database_sync_to_async
 
-from kaiwa.chat import services
+from kaiwa.chat import selectors, services
 from kaiwa.chat.errors import NotAuthenticated, RoomForbidden, RoomNotFound
-from kaiwa.chat.joins import Admitter
 from kaiwa.chat.models import Membership, Room
-from kaiwa.chat.writer import MessageWriter
+from kaiwa.chat.realtime import hub as hub_module
+from kaiwa.chat.realtime.admission import Admitter
+from kaiwa.chat.realtime.hub import get_hub
+from kaiwa.chat.realtime.writer import MessageWriter
 from tests.factories import MembershipFactory, RoomFactory, UserFactory, token_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -30,16 +32,16 @@ async def people():
 async def test_concurrent_joins_are_admitted_in_few_calls(people, monkeypatch):
     users, tokens = people
     calls = []
-    real = services.room_admit_batch
+    real = selectors.room_admit_batch
 
     def counting(*, admissions):
         calls.append(len(admissions))
         return real(admissions=admissions)
 
-    monkeypatch.setattr(services, "room_admit_batch", counting)
+    monkeypatch.setattr(selectors, "room_admit_batch", counting)
     admitter = Admitter(asyncio.get_running_loop())
     results = await asyncio.gather(
-        *(admitter.admit(services.Admission(slug="lobby", token=t)) for t in tokens)
+        *(admitter.admit(selectors.Admission(slug="lobby", token=t)) for t in tokens)
     )
     assert [user.username for user, _ in results] == [u.username for u in users]
     assert all(room.slug == "lobby" and room.read_seq is None for _, room in results)
@@ -51,11 +53,11 @@ async def test_each_join_of_a_batch_gets_its_own_answer(people):
     users, tokens = people
     admitter = Admitter(asyncio.get_running_loop())
     asks = [
-        services.Admission(slug="secret", token=tokens[0]),  # a member
-        services.Admission(slug="secret", token=tokens[1]),  # a stranger
-        services.Admission(slug="lobby", token="no-such-token"),
-        services.Admission(slug="new-room", token=tokens[2]),
-        services.Admission(slug="dm-1-2", token=tokens[3]),
+        selectors.Admission(slug="secret", token=tokens[0]),  # a member
+        selectors.Admission(slug="secret", token=tokens[1]),  # a stranger
+        selectors.Admission(slug="lobby", token="no-such-token"),
+        selectors.Admission(slug="new-room", token=tokens[2]),
+        selectors.Admission(slug="dm-1-2", token=tokens[3]),
     ]
     results = await asyncio.gather(*(admitter.admit(a) for a in asks), return_exceptions=True)
     assert results[0][1].slug == "secret"
@@ -91,10 +93,10 @@ async def test_joiners_of_a_new_room_share_one_creation(people, monkeypatch):
 
 
 async def test_feeds_opening_together_read_their_rooms_in_few_calls(people, monkeypatch):
-    """A storm opening many room feeds at once (kaiwa.chat.fanout.Hub):
+    """A storm opening many room feeds at once (kaiwa.chat.realtime.hub.Hub):
     their snapshots are read in batches, each feed gets its own room's, and
     an unknown room fails its own feed only."""
-    from kaiwa.chat import fanout, selectors
+    from kaiwa.chat import selectors
 
     def make():
         for n in range(8):
@@ -108,8 +110,8 @@ async def test_feeds_opening_together_read_their_rooms_in_few_calls(people, monk
         calls.append(len(requests))
         return real(requests=requests)
 
-    monkeypatch.setattr(fanout, "room_snapshots", counting)
-    hub = fanout.get_hub()
+    monkeypatch.setattr(hub_module, "room_snapshots", counting)
+    hub = get_hub()
     slugs = [f"room-{n}" for n in range(8)] + ["nowhere"]
     outcomes = await asyncio.gather(
         *(hub.join_room(slug, object()) for slug in slugs), return_exceptions=True

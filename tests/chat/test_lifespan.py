@@ -5,9 +5,9 @@ from asgiref.testing import ApplicationCommunicator
 from channels.db import database_sync_to_async
 
 from config.asgi import application
-from kaiwa.chat import fanout
 from kaiwa.chat.models import Membership
-from kaiwa.chat.reads import get_read_positions
+from kaiwa.chat.realtime.hub import get_hub
+from kaiwa.chat.realtime.read_positions import get_read_positions
 from tests.factories import MembershipFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -22,7 +22,7 @@ async def test_shutdown_writes_pending_read_positions_and_closes_the_hub(setting
     settings.KAIWA_READ_FLUSH_SECONDS = 3600  # only the shutdown may write it
     membership = await database_sync_to_async(MembershipFactory)()
     closed = []
-    hub = fanout.get_hub()
+    hub = get_hub()
     monkeypatch.setattr(hub, "close", lambda: closed.append(hub) or _nothing())
     get_read_positions().note(membership.room_id, membership.user_id, 7)
 

@@ -1,11 +1,12 @@
-"""kaiwa.chat.limits with a fake clock: token refill, forgetting idle buckets,
+"""kaiwa.chat.realtime.limits with a fake clock: token refill, forgetting idle buckets,
 strikes, the per-user socket count."""
 
 import pytest
 import token_bucket.storage
 from asgiref.sync import async_to_sync
 
-from kaiwa.chat import limits
+from kaiwa.chat import quotas
+from kaiwa.chat.realtime import limits
 
 
 class FakeClock:
@@ -20,7 +21,7 @@ class FakeClock:
 def clock(monkeypatch) -> FakeClock:
     fake = FakeClock()
     monkeypatch.setattr(token_bucket.storage.time, "monotonic", fake)
-    monkeypatch.setattr(limits.time, "monotonic", fake)
+    monkeypatch.setattr(quotas.time, "monotonic", fake)
     return fake
 
 
@@ -81,7 +82,7 @@ async def test_connect_buckets_are_per_address(settings, clock):
 
 
 def test_idle_buckets_are_forgotten_without_changing_any_answer(clock):
-    storage = limits.ForgetfulMemoryStorage(sweep_seconds=10)
+    storage = quotas.ForgetfulMemoryStorage(sweep_seconds=10)
     limiter = token_bucket.Limiter(1.0, 5, storage)
     for ip in range(100):
         assert limiter.consume(f"10.0.0.{ip}", 5)
@@ -139,7 +140,7 @@ def test_rest_posts_share_the_sockets_message_budget(settings, clock):
 
 
 async def test_a_dead_redis_lets_requests_through_and_says_so(settings, caplog):
-    from kaiwa.chat import cluster_limits
+    from kaiwa.chat.realtime import cluster_limits
 
     settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
     settings.KAIWA_RATE_MESSAGES_PER_SECOND = 1.0
@@ -158,7 +159,7 @@ async def test_a_dead_redis_lets_requests_through_and_says_so(settings, caplog):
 
 
 def test_the_batched_windows_are_the_limits_librarys_own(settings, redis_url):
-    """kaiwa.chat.cluster_limits pipelines the library's moving-window script:
+    """kaiwa.chat.realtime.cluster_limits pipelines the library's moving-window script:
     the library's own limiter sees the same window, and a batch of hits
     answers as one hit after the other would."""
     import uuid
@@ -166,7 +167,7 @@ def test_the_batched_windows_are_the_limits_librarys_own(settings, redis_url):
     from limits import RateLimitItemPerSecond
     from limits.strategies import MovingWindowRateLimiter
 
-    from kaiwa.chat import cluster_limits
+    from kaiwa.chat.realtime import cluster_limits
 
     settings.REDIS_URL = redis_url
     settings.KAIWA_REDIS_PREFIX = f"kaiwa-test-{uuid.uuid4().hex[:10]}"
@@ -188,7 +189,7 @@ def test_the_batched_windows_are_the_limits_librarys_own(settings, redis_url):
 def test_a_batch_of_socket_acquires_admits_up_to_the_cap_even_after_a_script_flush(
     settings, redis_url
 ):
-    """The socket sets in one pipeline (kaiwa.chat.cluster_limits): a batch
+    """The socket sets in one pipeline (kaiwa.chat.realtime.cluster_limits): a batch
     of acquires for one user admits exactly the cap, a release frees a slot
     for the next batch, a refresh keeps the set alive, and a Redis that lost
     its scripts (SCRIPT FLUSH, as after a restart) gets them again and answers
@@ -197,7 +198,7 @@ def test_a_batch_of_socket_acquires_admits_up_to_the_cap_even_after_a_script_flu
 
     from limits import RateLimitItemPerSecond
 
-    from kaiwa.chat import cluster_limits
+    from kaiwa.chat.realtime import cluster_limits
 
     settings.REDIS_URL = redis_url
     settings.KAIWA_REDIS_PREFIX = f"kaiwa-test-{uuid.uuid4().hex[:10]}"

@@ -1,11 +1,11 @@
-"""kaiwa.chat.loops: one object per name per event loop, tasks kept until done."""
+"""kaiwa.chat.realtime.loops: one object per name per event loop, tasks kept until done."""
 
 import asyncio
 import gc
 
-from kaiwa.chat import loops
-from kaiwa.chat.fanout import get_hub
-from kaiwa.chat.writer import get_writer
+from kaiwa.chat.realtime import loops
+from kaiwa.chat.realtime.hub import get_hub
+from kaiwa.chat.realtime.writer import get_writer
 
 
 async def test_each_name_has_one_object_per_loop():

@@ -11,7 +11,7 @@ import pytest
 from channels.db import database_sync_to_async
 from rest_framework.test import APIClient
 
-from kaiwa.chat import presence
+from kaiwa.chat.realtime import presence
 from tests.communicator import join
 from tests.factories import MembershipFactory, RoomFactory, UserFactory, token_for
 

@@ -8,7 +8,7 @@ from django.db import OperationalError
 
 from kaiwa.chat import services
 from kaiwa.chat.models import Membership
-from kaiwa.chat.reads import ReadPositions
+from kaiwa.chat.realtime.read_positions import ReadPositions
 from tests.factories import MembershipFactory, RoomFactory, UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -13,8 +13,8 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from kaiwa.chat import retention, selectors, services, tasks
-from kaiwa.chat.fanout import RoomFeed
 from kaiwa.chat.models import Message, MessageVersion, Reaction, Room, RoomEvent
+from kaiwa.chat.realtime.feed import RoomFeed
 from kaiwa.notifications import services as notification_services
 from kaiwa.notifications.models import MissedMessage, MissedMessageEmail
 from tests.communicator import join

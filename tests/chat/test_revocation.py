@@ -1,4 +1,4 @@
-"""Access revoked on open sockets (kaiwa.chat.signals): each path closes the
+"""Access revoked on open sockets (kaiwa.chat.receivers): each path closes the
 sockets concerned with 4401 or 4403, and nothing they post afterwards is stored."""
 
 import asyncio
@@ -10,7 +10,7 @@ from django.db import connection
 from django.test import Client as HttpClient
 
 from kaiwa.accounts.models import ApiToken
-from kaiwa.chat import services
+from kaiwa.chat import selectors, services
 from kaiwa.chat.errors import NotAuthenticated, RoomForbidden
 from kaiwa.chat.models import Membership, Message, Room
 from tests.communicator import join
@@ -169,13 +169,13 @@ async def test_revalidation_leaves_authorised_sockets_open(team, monkeypatch):
     _, _, tokens = team
     socket = await join("/ws/chat/secret/", token=tokens["bob"])
     rechecked = threading.Event()  # set on the thread that reads the database
-    real = services.room_admit_batch
+    real = selectors.room_admit_batch
 
     def recheck(*, admissions):
         rechecked.set()
         return real(admissions=admissions)
 
-    monkeypatch.setattr(services, "room_admit_batch", recheck)
+    monkeypatch.setattr(selectors, "room_admit_batch", recheck)
     room = await database_sync_to_async(Room.objects.get)(slug="secret")
     await database_sync_to_async(room.save)()  # a private room saved: everyone re-checks
     assert await asyncio.to_thread(rechecked.wait, CLOSE_WAIT_SECONDS), "no re-check ran"

@@ -1,11 +1,11 @@
-"""services.room_admit_batch for one handshake: its credentials and room, read only."""
+"""selectors.room_admit_batch for one handshake: its credentials and room, read only."""
 
 import pytest
 from django.contrib.sessions.backends.db import SessionStore
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from kaiwa.chat import services, validators
+from kaiwa.chat import selectors, services, validators
 from kaiwa.chat.errors import NotAuthenticated, RoomForbidden
 from kaiwa.chat.models import Membership
 from tests.factories import MembershipFactory, RoomFactory, token_for
@@ -16,8 +16,8 @@ pytestmark = pytest.mark.django_db
 def admit(*, user, session, token, slug):
     """One handshake through the batch: ``(user, room)``, or its ChatError raised."""
     validators.room_slug_check(slug=slug)
-    admission = services.Admission(slug=slug, user=user, session=session, token=token)
-    (result,) = services.room_admit_batch(admissions=[admission])
+    admission = selectors.Admission(slug=slug, user=user, session=session, token=token)
+    (result,) = selectors.room_admit_batch(admissions=[admission])
     if isinstance(result, Exception):
         raise result
     return result

@@ -8,7 +8,7 @@ from django.db import IntegrityError, OperationalError
 
 from kaiwa.chat import services
 from kaiwa.chat.models import Message
-from kaiwa.chat.writer import MessageWriter
+from kaiwa.chat.realtime.writer import MessageWriter
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)

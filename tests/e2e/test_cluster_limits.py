@@ -1,5 +1,5 @@
 """Flood limits across two `kaiwa serve` processes on PostgreSQL and Redis
-(kaiwa.chat.cluster_limits): a user's socket cap and message rate, and an
+(kaiwa.chat.realtime.cluster_limits): a user's socket cap and message rate, and an
 address's connect rate, hold for the cluster, not per process."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Revocations made in another process on embedded defaults (a shell, a
 management command: no shared channel layer) still close the server's open
-sockets within seconds, relayed through the database (kaiwa.chat.relay)."""
+sockets within seconds, relayed through the database (kaiwa.chat.realtime.relay)."""
 
 import time
 

@@ -72,7 +72,7 @@ def test_a_broker_failure_does_not_cost_the_broadcast(
         mock.patch.object(
             tasks.missed_message_email_send, "apply_async", side_effect=ConnectionError
         ),
-        mock.patch("kaiwa.chat.fanout.publish_message") as publish,
+        mock.patch("kaiwa.chat.realtime.publish.publish_message") as publish,
         django_capture_on_commit_callbacks(execute=True),
     ):
         say(room, alice, "@bob")

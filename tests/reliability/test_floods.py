@@ -1,4 +1,4 @@
-"""Flood limits (kaiwa.chat.limits) against a real ``kaiwa serve``: the message
+"""Flood limits (kaiwa.chat.realtime.limits) against a real ``kaiwa serve``: the message
 rate per user (error ``rate_limited``, then close 4429), the connect rate per
 IP (HTTP 429), and the cap on sockets per user (close 4429).
 

@@ -2,8 +2,8 @@
 
 ``kaiwa serve`` runs uvicorn with the lifespan protocol on. At shutdown,
 after uvicorn has closed the sockets (1012) and waited for their consumers,
-the process writes the read positions still pending (kaiwa.chat.reads) and
-the last presence entries of its users (kaiwa.chat.presence), and closes its
+the process writes the read positions still pending (kaiwa.chat.realtime.read_positions) and
+the last presence entries of its users (kaiwa.chat.realtime.presence), and closes its
 fan-out hub (its channel-layer reader and watchers), so nothing
 accepted is lost and no task is left running.
 """
@@ -12,8 +12,7 @@ import logging
 from typing import Any
 
 from kaiwa import metrics
-
-from . import loops
+from kaiwa.chat.realtime import loops
 
 logger = logging.getLogger(__name__)
 

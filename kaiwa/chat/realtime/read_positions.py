@@ -22,7 +22,8 @@ import logging
 
 from django.conf import settings
 
-from . import db, loops, services
+from kaiwa.chat import services
+from kaiwa.chat.realtime import executors, loops
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class ReadPositions:
                 return
             batch, self.pending = self.pending, {}
             try:
-                await db.run_write(services.membership_read_batch, positions=batch)
+                await executors.run_write(services.membership_read_batch, positions=batch)
             except Exception:
                 logger.exception("storing %d read positions failed; retrying", len(batch))
                 for key, seq in batch.items():
@@ -74,5 +75,5 @@ class ReadPositions:
 
 
 def get_read_positions() -> ReadPositions:
-    """The read positions of the running event loop, created on first use (kaiwa.chat.loops)."""
+    """The read positions of the running event loop, created on first use (kaiwa.chat.realtime.loops)."""
     return loops.loop_local("read_positions", ReadPositions)

@@ -1,6 +1,6 @@
 """Flood limits counted across every process, in Redis (with ``REDIS_URL``).
 
-Without Redis each ``kaiwa serve`` counts alone (``kaiwa.chat.limits``), and
+Without Redis each ``kaiwa serve`` counts alone (``kaiwa.chat.realtime.limits``), and
 the embedded defaults run one process anyway. With it, N processes behind a
 load balancer would otherwise allow N times each limit; here they share:
 
@@ -44,8 +44,7 @@ from limits.storage import RedisStorage
 from redis.exceptions import NoScriptError, RedisError
 
 from kaiwa import redis_conn
-
-from . import loops
+from kaiwa.chat.realtime import loops
 
 logger = logging.getLogger(__name__)
 
@@ -315,7 +314,7 @@ class LoopLimits:
 
 
 def loop_limits() -> LoopLimits:
-    """The cluster limits of the running event loop (kaiwa.chat.loops)."""
+    """The cluster limits of the running event loop (kaiwa.chat.realtime.loops)."""
     return loops.loop_local("cluster_limits", LoopLimits)
 
 

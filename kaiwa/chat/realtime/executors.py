@@ -6,8 +6,8 @@ shared thread by default: a connect storm's joins and the sockets' ``read``
 frames then queue in front of message writes. Kaiwa splits them:
 
 - ``run_write``: one thread for every write of the socket path: posts and
-  new memberships (group commit, ``kaiwa.chat.writer``), new public rooms,
-  the batched read positions (``kaiwa.chat.reads``). One thread is enough,
+  new memberships (group commit, ``kaiwa.chat.realtime.writer``), new public rooms,
+  the batched read positions (``kaiwa.chat.realtime.read_positions``). One thread is enough,
   as each of them batches whatever queued meanwhile, and it is what SQLite
   wants: one writer, never two threads waiting on its write lock.
 - ``run_read``: KAIWA_DB_THREADS threads (default 4) for the reads: joins

@@ -1,7 +1,7 @@
 """Group commit of the sockets' writes: posted messages and new memberships.
 
 Every socket of a process hands its posts to one ``MessageWriter``; while one
-transaction runs on the write thread (``kaiwa.chat.db.run_write``), new posts
+transaction runs on the write thread (``kaiwa.chat.realtime.executors.run_write``), new posts
 queue, and the next transaction stores all of them at once
 (``services.message_create_batch``). A burst of N posts thus costs about one
 transaction, not N thread hops and N commits, with the same guarantees:
@@ -26,9 +26,10 @@ from typing import Any
 
 from django.db import DataError, IntegrityError
 
-from . import db, loops, services
-from .loops import settle
-from .models import Message, Room
+from kaiwa.chat import services
+from kaiwa.chat.models import Message, Room
+from kaiwa.chat.realtime import executors, loops
+from kaiwa.chat.realtime.loops import settle
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ class MessageWriter:
         creator refused, an event refused), or the error of the whole batch."""
         results: list[Any]
         try:
-            results = await db.run_write(service, requests=[request for request, _ in items])
+            results = await executors.run_write(service, requests=[request for request, _ in items])
         except Exception as exc:  # noqa: BLE001 (raised to every waiter by settle)
             results = [exc] * len(items)
         for (_, future), result in zip(items, results, strict=True):
@@ -125,14 +126,16 @@ class MessageWriter:
     ) -> None:
         outcome: Exception | None = None
         try:
-            await db.run_write(services.membership_create_batch, pairs=[pair for pair, _ in joins])
+            await executors.run_write(
+                services.membership_create_batch, pairs=[pair for pair, _ in joins]
+            )
         except Exception as exc:  # noqa: BLE001 (raised to every waiter by settle)
             outcome = exc
         for _, future in joins:
             settle(future, outcome)
 
     async def _store(self, batch: list[tuple[services.Post, asyncio.Future[Any]]]) -> None:
-        store = partial(db.run_write, services.message_create_batch)
+        store = partial(executors.run_write, services.message_create_batch)
         try:
             results = await store(posts=[post for post, _ in batch])
         except (IntegrityError, DataError):
@@ -159,5 +162,5 @@ class MessageWriter:
 
 
 def get_writer() -> MessageWriter:
-    """The writer of the running event loop, created on first use (kaiwa.chat.loops)."""
+    """The writer of the running event loop, created on first use (kaiwa.chat.realtime.loops)."""
     return loops.loop_local("writer", MessageWriter)

@@ -41,8 +41,9 @@ from typing import Any, Protocol
 
 from django.conf import settings
 
-from . import db, frames, loops, selectors
-from .fanout import get_hub
+from kaiwa.chat import frames, selectors
+from kaiwa.chat.realtime import executors, loops
+from kaiwa.chat.realtime.hub import get_hub
 
 logger = logging.getLogger(__name__)
 
@@ -396,7 +397,7 @@ class Presence:
         users = list(status)
         by_room: dict[str, list[str]] = defaultdict(list)
         for start in range(0, len(users), BATCH_MAX):
-            rows = await db.run_read(
+            rows = await executors.run_read(
                 selectors.presence_rooms,
                 user_ids=users[start : start + BATCH_MAX],
                 max_members=limit,
@@ -424,7 +425,7 @@ class Presence:
         wanted = {(u, slug) for u, slug in joined if u not in changed and u in self.written}
         if not wanted or limit <= 0:
             return
-        rows = await db.run_read(
+        rows = await executors.run_read(
             selectors.presence_rooms, user_ids=sorted({u for u, _ in wanted}), max_members=limit
         )
         # One channel-layer message per room, each frame left out of its own
@@ -461,7 +462,7 @@ class Presence:
 
 
 def get_presence() -> Presence:
-    """The presence of the running event loop, created on first use (kaiwa.chat.loops)."""
+    """The presence of the running event loop, created on first use (kaiwa.chat.realtime.loops)."""
     return loops.loop_local("presence", Presence)
 
 

@@ -28,15 +28,18 @@ from django.db import Error as DatabaseError
 
 from kaiwa import logs, metrics
 from kaiwa.accounts.middleware import BEARER_TOKEN_KEY
-
-from . import db, fanout, frames, limits, loops, selectors, services, validators
-from .errors import ChatError, NotAuthenticated, RoomForbidden, Unavailable
-from .fanout import RAW_SEND_KEY, Outbox, OutboxOverflow, RoomFeed, get_hub
-from .joins import get_admitter
-from .models import Room
-from .presence import SOCKET_STATUSES, get_presence
-from .reads import get_read_positions
-from .writer import get_writer
+from kaiwa.chat import frames, selectors, services, validators
+from kaiwa.chat.errors import ChatError, NotAuthenticated, RoomForbidden, Unavailable
+from kaiwa.chat.models import Room
+from kaiwa.chat.realtime import executors, limits, loops, publish
+from kaiwa.chat.realtime.admission import get_admitter
+from kaiwa.chat.realtime.feed import RoomFeed
+from kaiwa.chat.realtime.hub import get_hub
+from kaiwa.chat.realtime.middleware import RAW_SEND_KEY
+from kaiwa.chat.realtime.outbox import Outbox, OutboxOverflow
+from kaiwa.chat.realtime.presence import SOCKET_STATUSES, get_presence
+from kaiwa.chat.realtime.read_positions import get_read_positions
+from kaiwa.chat.realtime.writer import get_writer
 
 if TYPE_CHECKING:
     # The scope type of types-channels (a WebSocket scope with Channels' keys),
@@ -145,7 +148,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         before every handler, so every frame a client sends (each ``read``)
         would cost a trip to that thread. This consumer never uses the
         database on that thread: its calls run on Kaiwa's pools
-        (``kaiwa.chat.db``), which close old connections themselves.
+        (``kaiwa.chat.realtime.executors``), which close old connections themselves.
         Raises ValueError for a message type with no handler, as Channels does.
         """
         handler = getattr(self, get_handler_name(message), None)
@@ -186,7 +189,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.room_slug = ""
         self.user_id: int | None = None
         self.session_key: str | None = None
-        self.admission: services.Admission | None = None  # the credentials of the join
+        self.admission: selectors.Admission | None = None  # the credentials of the join
         # user id (or "ip:<address>" for a guest) whose socket slot we hold
         self.socket_slot: int | str | None = None
         self.sender_limit = limits.SenderLimit(f"guest:{self.socket_id}")
@@ -231,7 +234,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def _admit(self, slug: str) -> None:
         """Authenticate and admit to the room (4401, 4403, 4404), in a batch
-        with the other joins of the moment (kaiwa.chat.joins); a new room
+        with the other joins of the moment (kaiwa.chat.realtime.admission); a new room
         (4403 over the creator's cap, 4429 over his rate) or membership is
         written by the write thread."""
         # The scope as ASGI has it, open to the keys Kaiwa's middleware adds.
@@ -239,7 +242,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         user = scope.get("user")  # set when a stack resolved it already (tests do)
         session = scope.get("session")  # WebsocketAuthStack's SessionBase, or None
         self.session_key = session.session_key if session is not None else None
-        self.admission = services.Admission(
+        self.admission = selectors.Admission(
             slug=slug,
             user=user if isinstance(user, User) else None,  # not AnonymousUser
             session=session,
@@ -271,7 +274,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def _take_socket_slot(self) -> bool:
         """Count this socket against its user's cap, or a guest's against his
-        IP's (kaiwa.chat.limits), and pick its message bucket; False when full."""
+        IP's (kaiwa.chat.realtime.limits), and pick its message bucket; False when full."""
         if self.user is not None:
             slot: int | str = self.user.pk
             self.sender_limit = limits.SenderLimit(f"user:{self.user.pk}")
@@ -303,7 +306,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         )
         if backlog is None:  # older than the feed's memory: the database answers
             assert self.room is not None
-            stored = await db.run_read(selectors.message_backlog, room=self.room, after=after)
+            stored = await executors.run_read(
+                selectors.message_backlog, room=self.room, after=after
+            )
             backlog = (stored.frames, stored.reset_seq, stored.latest_seq)
         if after is not None:
             metrics.RESUMES.labels("replayed" if backlog[1] is None else "reset").inc()
@@ -331,7 +336,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self.deliver(seq, frame)
         self.early = []
 
-    # --- access, re-checked (kaiwa.chat.signals, Hub.revalidate_all) ------------
+    # --- access, re-checked (kaiwa.chat.receivers, Hub.revalidate_all) ------------
 
     async def revalidate(self) -> None:
         """Re-run this socket's admission with the credentials of its join (a
@@ -488,7 +493,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     def _presence(self, data: dict[str, Any]) -> None:
         """This socket is ``online`` (active) or ``away`` (idle or hidden);
-        never stored, answered by nothing (kaiwa.chat.presence announces the
+        never stored, answered by nothing (kaiwa.chat.realtime.presence announces the
         user's change of status, if any, within FLUSH_SECONDS)."""
         status = data.get("status")
         if status not in SOCKET_STATUSES:
@@ -529,7 +534,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def _post(self, data: dict[str, Any]) -> None:
         assert self.room is not None  # frames are read only after the join
-        if not await self.sender_limit.check():  # token bucket: nothing stored (kaiwa.chat.limits)
+        if (
+            not await self.sender_limit.check()
+        ):  # token bucket: nothing stored (kaiwa.chat.realtime.limits)
             if self.sender_limit.exhausted:
                 await self._close(limits.CLOSE_TOO_MANY)
             else:  # naming the send it refuses (PROTOCOL.md section 3)
@@ -540,8 +547,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             room=self.room,
             user=self.user,
             username=self.username,
-            text=services.message_text_check(text=data.get("message")),
-            client_id=services.client_id_check(client_id=data.get("client_id")),
+            text=validators.message_text_check(text=data.get("message")),
+            client_id=validators.client_id_check(client_id=data.get("client_id")),
             session_key=self.session_key,
             token=self.admission.token if self.admission is not None else None,
         )
@@ -551,17 +558,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def _read(self, data: dict[str, Any]) -> None:
         """Note the read position in memory (stored within a second, see
-        kaiwa.chat.reads) and tell the user's other sockets now."""
+        kaiwa.chat.realtime.read_positions) and tell the user's other sockets now."""
         if self.user is None:
             raise ChatError("Guests have no read position.", code="bad_frame")
         assert self.room is not None
         # Never past what this socket was sent: that would hide unsent messages.
-        seq = min(services.read_seq_check(seq=data.get("seq")), self.last_seq)
+        seq = min(validators.read_seq_check(seq=data.get("seq")), self.last_seq)
         if seq <= self.read_seq:
             return  # a position never moves back
         self.read_seq = seq
         get_read_positions().note(self.room.pk, self.user.pk, seq)
-        fanout.publish_read(self.user.pk, self.room.slug, seq, self.socket_id)
+        publish.publish_read(self.user.pk, self.room.slug, seq, self.socket_id)
 
     # --- plumbing ---------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from .models import RelayedEvent
+from kaiwa.chat.models import RelayedEvent
 
 KEEP = timedelta(minutes=1)  # rows older than this are deleted: every hub has read them
 
