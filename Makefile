@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install install-prod run test lint e2e clean lock audit
+.PHONY: install install-prod run test test-fast lint e2e clean lock audit
 
 install: $(VENV)/.installed
 
@@ -45,6 +45,12 @@ lint: install
 
 test: install lint
 	$(BIN)/pytest
+
+# The quick tier while working: ruff, and every test but the e2e, browser and
+# fault-injection ones (no server process, no Chromium, no crash runs).
+test-fast: install
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q -m "not e2e and not browser and not faults"
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

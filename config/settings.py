@@ -214,7 +214,7 @@ KAIWA_REDIS_PREFIX = os.environ.get("KAIWA_REDIS_PREFIX", "kaiwa")
 KAIWA_CLUSTER_LIMITS = env_bool("KAIWA_CLUSTER_LIMITS", True)
 if REDIS_URL:
     # One Redis pub/sub subscription per room per process: the fan-out hub
-    # (kaiwa.chat.fanout) joins one group per room, never one per socket.
+    # (kaiwa.chat.realtime.hub) joins one group per room, never one per socket.
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
@@ -427,7 +427,7 @@ KAIWA_OUTBOUND_MAX_BYTES = env_int("KAIWA_OUTBOUND_MAX_BYTES", 1024 * 1024)
 KAIWA_GAP_GRACE_SECONDS = env_float("KAIWA_GAP_GRACE_SECONDS", 0.2)
 KAIWA_SEQ_CHECK_SECONDS = env_float("KAIWA_SEQ_CHECK_SECONDS", 2.0)
 # Frames each room feed keeps in memory to answer joins and resumes without a
-# query (kaiwa.chat.fanout, invariant 4).
+# query (kaiwa.chat.realtime.hub, invariant 4).
 KAIWA_FEED_MEMORY_MESSAGES = env_int("KAIWA_FEED_MEMORY_MESSAGES", 200)
 # Threads for the sockets' database reads and joins (kaiwa.chat.realtime.executors); the message
 # writer has its own one.

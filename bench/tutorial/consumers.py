@@ -1,4 +1,4 @@
-# chat/consumers.py, exactly as seeds/000_*.txt writes it.
+# chat/realtime/consumers.py, exactly as seeds/000_*.txt writes it.
 import json
 from channels.generic.websocket import AsyncWebsocketConsumer
 class ChatConsumer(AsyncWebsocketConsumer):

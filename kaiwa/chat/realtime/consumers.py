@@ -11,16 +11,12 @@ import itertools
 import logging
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qs
 
 import orjson
-from asgiref.typing import ASGIReceiveCallable, ASGISendCallable, WebSocketDisconnectEvent
-from channels.consumer import get_handler_name
-from channels.exceptions import StopConsumer
-from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import DataError
@@ -33,6 +29,7 @@ from kaiwa.chat.errors import ChatError, NotAuthenticated, RoomForbidden, Unavai
 from kaiwa.chat.models import Room
 from kaiwa.chat.realtime import executors, limits, loops, publish
 from kaiwa.chat.realtime.admission import get_admitter
+from kaiwa.chat.realtime.base import SocketConsumer
 from kaiwa.chat.realtime.feed import RoomFeed
 from kaiwa.chat.realtime.hub import get_hub
 from kaiwa.chat.realtime.middleware import RAW_SEND_KEY
@@ -44,7 +41,7 @@ from kaiwa.chat.realtime.writer import get_writer
 if TYPE_CHECKING:
     # The scope type of types-channels (a WebSocket scope with Channels' keys),
     # which names it for type checkers only.
-    from channels.consumer import _ChannelScope
+    pass
 
 logger = logging.getLogger(__name__)
 
@@ -101,66 +98,13 @@ class SocketGone(Exception):
     """The client's connection closed while the join was sending to it."""
 
 
-class ChatConsumer(AsyncWebsocketConsumer):
+class ChatConsumer(SocketConsumer):
     """One socket in one room.
 
     Lifecycle: accept; authenticate (4401); admit to the room (4403, 4404);
     join the room's feed; send the backlog or ``reset``; send ``ready``; then
     live messages from the feed through a bounded ``Outbox``.
     """
-
-    # Sockets get no channel-layer channel of their own: the hub holds one
-    # subscription per room per process (see fanout). This alias names no layer.
-    channel_layer_alias = "kaiwa.no-per-socket-channel"
-
-    async def __call__(
-        self, scope: "_ChannelScope", receive: ASGIReceiveCallable, send: ASGISendCallable
-    ) -> None:
-        """The ASGI application of one socket: Channels' ``AsyncConsumer.__call__``
-        for a consumer with no channel-layer channel of its own.
-
-        Channels waits on the client and the socket's channel at once
-        (``await_many_dispatch``: a task and an ``asyncio.wait`` per incoming
-        frame); this consumer has no channel (the hub feeds it), so it reads
-        the client alone, one message after the other, as Channels would.
-        That is 15% more handshakes per second in a connect storm
-        (docs/performance.md) and less work per ``read`` frame.
-        """
-        self.scope = scope
-        # No layer (see channel_layer_alias): what Channels' own __call__ sets
-        # for an alias that names none, which its stubs do not foresee.
-        self.channel_layer = None  # type: ignore[assignment]
-        self.base_send = send
-        metrics.SOCKETS_OPEN.inc()
-        try:
-            while True:
-                # An ASGI event is a dict, as Channels' own loop hands it to dispatch.
-                await self.dispatch(await receive())  # type: ignore[arg-type]
-        except StopConsumer:
-            pass
-        finally:
-            metrics.SOCKETS_OPEN.dec()
-
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        """Channels' ``AsyncConsumer.dispatch`` without its thread hop.
-
-        Channels 4.2+ runs ``close_old_connections`` on its shared sync thread
-        before every handler, so every frame a client sends (each ``read``)
-        would cost a trip to that thread. This consumer never uses the
-        database on that thread: its calls run on Kaiwa's pools
-        (``kaiwa.chat.realtime.executors``), which close old connections themselves.
-        Raises ValueError for a message type with no handler, as Channels does.
-        """
-        handler = getattr(self, get_handler_name(message), None)
-        if handler is None:
-            raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
-
-    async def websocket_disconnect(self, message: WebSocketDisconnectEvent) -> None:
-        """Channels' handler without its group cleanup (this consumer joins
-        no group) and thread hop (see ``dispatch``)."""
-        await self.disconnect(message.get("code", 1000))
-        raise StopConsumer()
 
     async def connect(self) -> None:
         self.accepted_at = time.monotonic()
@@ -431,21 +375,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def _dispatch(self, data: dict[str, Any]) -> None:
         kind = data.get("type", "message")
         metrics.received(kind)
+        handler = self.HANDLERS.get(kind) if isinstance(kind, str) else None
         try:
-            if kind == "message":
-                await self._post(data)
-            elif kind == "ping":
-                self._reply(frames.PONG_FRAME)
-            elif kind == "read":
-                await self._read(data)
-            elif kind in ("edit", "delete", "react"):
-                await self._room_event(kind, data)
-            elif kind == "typing":
-                await self._typing(data)
-            elif kind == "presence":
-                self._presence(data)
-            else:
+            if handler is None:
                 self._reply(frames.error_frame("bad_frame", f"Unknown frame type {kind!r}."))
+            else:
+                await handler(self, data)
         except (NotAuthenticated, RoomForbidden) as exc:  # access lost: nothing stored
             self._reply(frames.error_frame(exc.code, exc.detail, _client_id(kind, data)))
             await self._close(exc.close_code)
@@ -570,6 +505,33 @@ class ChatConsumer(AsyncWebsocketConsumer):
         get_read_positions().note(self.room.pk, self.user.pk, seq)
         publish.publish_read(self.user.pk, self.room.slug, seq, self.socket_id)
 
+    async def _ping(self, data: dict[str, Any]) -> None:
+        self._reply(frames.PONG_FRAME)
+
+    async def _edit(self, data: dict[str, Any]) -> None:
+        await self._room_event("edit", data)
+
+    async def _delete(self, data: dict[str, Any]) -> None:
+        await self._room_event("delete", data)
+
+    async def _react(self, data: dict[str, Any]) -> None:
+        await self._room_event("react", data)
+
+    async def _presence_frame(self, data: dict[str, Any]) -> None:
+        self._presence(data)
+
+    # The client frame types of PROTOCOL.md sections 2 and 3, each to its handler.
+    HANDLERS: ClassVar[dict[str, Callable[["ChatConsumer", dict[str, Any]], Awaitable[None]]]] = {
+        "message": _post,
+        "ping": _ping,
+        "read": _read,
+        "edit": _edit,
+        "delete": _delete,
+        "react": _react,
+        "typing": _typing,
+        "presence": _presence_frame,
+    }
+
     # --- plumbing ---------------------------------------------------------------
 
     async def _send_now(self, frame: str) -> None:
@@ -626,10 +588,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 await positions.flush()
 
 
-class NoRouteConsumer(AsyncWebsocketConsumer):
+class NoRouteConsumer(SocketConsumer):
     """Any other WebSocket path: closed with 4404."""
-
-    channel_layer_alias = ChatConsumer.channel_layer_alias
 
     async def connect(self) -> None:
         await self.accept()

@@ -117,7 +117,7 @@ class Hub:
 
     async def _relayed(self, after: int) -> int:
         """Apply the events other processes relayed through the database
-        (kaiwa.chat.relay) since id ``after``; returns the newest id seen."""
+        (kaiwa.chat.realtime.relay) since id ``after``; returns the newest id seen."""
         try:
             after, events = await executors.run_write(relay_read, after=after)
         except Exception:
@@ -296,7 +296,7 @@ class Hub:
     async def _snapshot(self, slug: str, limit: int) -> tuple[int, list[tuple[int, str]], int]:
         """``selectors.room_snapshots`` of one room, read in a batch with the
         snapshots that other feeds ask for while a read runs (as
-        kaiwa.chat.joins batches joins): a storm opening 500 feeds costs a
+        kaiwa.chat.realtime.admission batches joins): a storm opening 500 feeds costs a
         few calls on the read pool, not 500. Returns ``(latest seq, recent
         (seq, frame) ascending, purged_seq)``; raises RoomNotFound, or the
         database error of the batch."""
@@ -396,7 +396,7 @@ class Hub:
 
     async def close(self) -> None:
         """Stop the hub's tasks (channel-layer reader, watcher, revalidator)
-        and its feeds' gap fills; called at process shutdown (kaiwa.chat.lifespan)."""
+        and its feeds' gap fills; called at process shutdown (kaiwa.chat.realtime.lifespan)."""
         for task in (self._reader, self._watcher, self._revalidator):
             if task is not None:
                 task.cancel()
@@ -405,7 +405,7 @@ class Hub:
 
 
 def get_hub() -> Hub:
-    """The hub of the running event loop, created on first use (kaiwa.chat.loops)."""
+    """The hub of the running event loop, created on first use (kaiwa.chat.realtime.loops)."""
     return loops.loop_local("hub", Hub)
 
 

@@ -71,7 +71,7 @@ def _publish(hub_call: Callable[[Hub], None], group: str, event: dict[str, Any])
         logger.exception("group_send to %s failed", group)
 
 
-# What a process without a shared layer relays (kaiwa.chat.relay): access
+# What a process without a shared layer relays (kaiwa.chat.realtime.relay): access
 # changes and forgotten rows. Messages need not be: the seq check finds them.
 RELAYED = frozenset({ROOM_FORGET, ROOM_PURGE, ROOM_REVALIDATE, USER_REVALIDATE, SESSION_REVOKE})
 

@@ -29,7 +29,6 @@ from django.db import DataError, IntegrityError
 from kaiwa.chat import services
 from kaiwa.chat.models import Message, Room
 from kaiwa.chat.realtime import executors, loops
-from kaiwa.chat.realtime.loops import settle
 
 logger = logging.getLogger(__name__)
 
@@ -37,15 +36,24 @@ MAX_BATCH = 500  # posts per transaction
 
 
 class MessageWriter:
-    """Queues posts and stores them in batches, one transaction at a time."""
+    """Stores posts, room events, new rooms and memberships in batches on the
+    write thread: one ``loops.Batcher`` per kind, each running one
+    transaction at a time with everything of its kind that arrived meanwhile
+    (at most MAX_BATCH). The write pool has one thread, so the batches of all
+    kinds run one after the other."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.queue: list[tuple[services.Post, asyncio.Future[Any]]] = []
-        self.members: list[tuple[tuple[int, int], asyncio.Future[Any]]] = []
-        self.rooms: list[tuple[services.RoomRequest, asyncio.Future[Any]]] = []
-        self.events: list[tuple[services.EventRequest, asyncio.Future[Any]]] = []
-        self.task: asyncio.Task[None] | None = None
+        self.posts = loops.Batcher(loop, self._store, MAX_BATCH)
+        self.rooms = loops.Batcher(loop, self._create_rooms, MAX_BATCH)
+        self.members = loops.Batcher(loop, self._add_members, MAX_BATCH)
+        self.events = loops.Batcher(loop, self._store_events, MAX_BATCH)
+
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        """A batch task still running, or None when the writer is idle."""
+        batchers = (self.posts, self.rooms, self.members, self.events)
+        return next((b.task for b in batchers if b.task is not None), None)
 
     async def create_room(self, slug: str, creator: services.Creator) -> Room:
         """The public room ``slug``, created by ``creator`` unless it exists;
@@ -54,111 +62,59 @@ class MessageWriter:
         check). Raises the ChatError refusing this creator the creation
         (``services.room_create_batch``: 4403, 4429) or what storing raised
         (a database error)."""
-        future: asyncio.Future[Any] = self.loop.create_future()
-        self.rooms.append((services.RoomRequest(slug=slug, creator=creator), future))
-        self._wake()
-        return await future
+        room: Room = await self.rooms.ask(services.RoomRequest(slug=slug, creator=creator))
+        return room
 
     async def add_member(self, room_id: int, user_id: int) -> None:
         """Make user ``user_id`` a member of room ``room_id``; returns once
         committed. Raises what storing raised (a database error)."""
-        future: asyncio.Future[Any] = self.loop.create_future()
-        self.members.append(((room_id, user_id), future))
-        self._wake()
-        await future
-
-    def _wake(self) -> None:
-        if self.task is None:
-            self.task = self.loop.create_task(self._run())
+        await self.members.ask((room_id, user_id))
 
     async def room_event(self, request: services.EventRequest) -> Any:
         """Store an edit, deletion or reaction (``request``) with the other
         room events of the moment in one transaction
         (``services.room_event_batch``); returns what its service returned.
         Raises its ChatError, or what storing raised."""
-        future: asyncio.Future[Any] = self.loop.create_future()
-        self.events.append((request, future))
-        self._wake()
-        return await future
+        return await self.events.ask(request)
 
     async def submit(self, post: services.Post) -> tuple[Message, bool]:
         """Store ``post``; returns ``(message, created)`` once committed.
 
         Raises what storing raised (a database error: the post is not stored).
         """
-        future: asyncio.Future[Any] = self.loop.create_future()
-        self.queue.append((post, future))
-        self._wake()
-        return await future
+        result: tuple[Message, bool] = await self.posts.ask(post)
+        return result
 
-    async def _run(self) -> None:
-        try:
-            while self.queue or self.members or self.rooms or self.events:
-                if self.rooms:
-                    rooms, self.rooms = self.rooms[:MAX_BATCH], self.rooms[MAX_BATCH:]
-                    await self._store_each(services.room_create_batch, rooms)
-                if self.members:
-                    joins, self.members = self.members[:MAX_BATCH], self.members[MAX_BATCH:]
-                    await self._store_members(joins)
-                if self.queue:
-                    batch, self.queue = self.queue[:MAX_BATCH], self.queue[MAX_BATCH:]
-                    await self._store(batch)
-                if self.events:
-                    events, self.events = self.events[:MAX_BATCH], self.events[MAX_BATCH:]
-                    await self._store_each(services.room_event_batch, events)
-        finally:
-            self.task = None
+    # Each batch call: the service looked up when it runs (tests replace it).
 
-    async def _store_each(self, service: Any, items: list[tuple[Any, asyncio.Future[Any]]]) -> None:
-        """Run ``service(requests=[...])`` (room creations, room events) on the
-        write thread; each waiter gets its own result, or its ChatError (a
-        creator refused, an event refused), or the error of the whole batch."""
-        results: list[Any]
-        try:
-            results = await executors.run_write(service, requests=[request for request, _ in items])
-        except Exception as exc:  # noqa: BLE001 (raised to every waiter by settle)
-            results = [exc] * len(items)
-        for (_, future), result in zip(items, results, strict=True):
-            settle(future, result)
+    async def _create_rooms(self, requests: list[services.RoomRequest]) -> list[Any]:
+        return await executors.run_write(services.room_create_batch, requests=requests)
 
-    async def _store_members(
-        self, joins: list[tuple[tuple[int, int], asyncio.Future[Any]]]
-    ) -> None:
-        outcome: Exception | None = None
-        try:
-            await executors.run_write(
-                services.membership_create_batch, pairs=[pair for pair, _ in joins]
-            )
-        except Exception as exc:  # noqa: BLE001 (raised to every waiter by settle)
-            outcome = exc
-        for _, future in joins:
-            settle(future, outcome)
+    async def _store_events(self, requests: list[services.EventRequest]) -> list[Any]:
+        return await executors.run_write(services.room_event_batch, requests=requests)
 
-    async def _store(self, batch: list[tuple[services.Post, asyncio.Future[Any]]]) -> None:
+    async def _add_members(self, pairs: list[tuple[int, int]]) -> list[None]:
+        await executors.run_write(services.membership_create_batch, pairs=pairs)
+        return [None] * len(pairs)
+
+    async def _store(self, posts: list[services.Post]) -> list[Any]:
+        """Each post's ``(message, created)``, or its ChatError (the author may
+        not post). A database error of the batch is raised to every post."""
         store = partial(executors.run_write, services.message_create_batch)
         try:
-            results = await store(posts=[post for post, _ in batch])
+            return list(await store(posts=posts))
         except (IntegrityError, DataError):
             # Another process stored the same client_id meanwhile, or one post
             # holds what the database refuses: one by one, so that only the
             # post concerned sees the error.
-            for item in batch:
-                await self._store_one(store, item)
-            return
-        except Exception as exc:  # noqa: BLE001 (raised to every waiter by settle)
-            for _, future in batch:
-                settle(future, exc)
-            return
-        for (_, future), result in zip(batch, results, strict=True):
-            settle(future, result)  # a ChatError: refused, the author may not post
+            return [await self._store_one(store, post) for post in posts]
 
-    async def _store_one(self, store: Any, item: tuple[services.Post, asyncio.Future[Any]]) -> None:
-        post, future = item
+    async def _store_one(self, store: Any, post: services.Post) -> Any:
         try:
             (result,) = await store(posts=[post])
-        except Exception as exc:  # noqa: BLE001 (raised to the waiter by settle)
-            result = exc
-        settle(future, result)
+        except Exception as exc:  # noqa: BLE001 (raised to the waiter by the Batcher)
+            return exc
+        return result
 
 
 def get_writer() -> MessageWriter:
