@@ -11,20 +11,17 @@
 // Everything it needs from the browser comes in `env` (WebSocket, timers,
 // randomness), so that tests drive it with fakes (tests/browser/test_client_js.py).
 
+import { GIVE_UP, READ_INTERVAL_MS, TYPING_EXPIRY_MS } from "./protocol.js";
+
+// The protocol's numbers (protocol.js, shared with the page), as before.
+export { GIVE_UP, READ_INTERVAL_MS };
 export const BACKOFF_BASE_MS = 500;
 export const BACKOFF_MAX_MS = 30000;
-// PROTOCOL.md section 2: `read` at most about once a second per room.
-export const READ_INTERVAL_MS = 1000;
 // The server relays a `typing` start at most every 2 s and a start expires
-// after 6 s: refresh it every 3 s while typing, stop after 5 s without a key.
-export const TYPING_REFRESH_MS = 3000;
+// after TYPING_EXPIRY_MS (6 s): refresh it every 3 s while typing, stop after
+// 5 s without a key.
+export const TYPING_REFRESH_MS = TYPING_EXPIRY_MS / 2;
 export const TYPING_IDLE_MS = 5000;
-// PROTOCOL.md section 6: close codes after which reconnecting cannot help.
-export const GIVE_UP = {
-  4401: "not logged in",
-  4403: "not allowed in this room",
-  4404: "no such room",
-};
 const ROOM_EVENTS = new Set(["message", "edit", "delete", "reaction"]);
 
 // Milliseconds before reconnect attempt `attempt` (0, 1, ...): a random
