@@ -1,12 +1,19 @@
-"""The sign-up form, and the admin's user forms."""
+"""The sign-up and sign-in forms, and the admin's user forms."""
 
 from collections.abc import Callable
 from typing import Any
 
 from django import forms
-from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm, UserCreationForm
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth.forms import (
+    AdminUserCreationForm,
+    AuthenticationForm,
+    UserChangeForm,
+    UserCreationForm,
+)
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxLengthValidator
 from django.db import IntegrityError, transaction
 
 from .models import UsernameClaim
@@ -15,6 +22,34 @@ from .validators import (
     validate_username_not_confusable,
     validate_username_not_reserved,
 )
+
+# No user's name is longer (``User.username``'s column); django-axes records a
+# failed sign-in's name in a 255-character one.
+USERNAME_MAX_LENGTH: int = User._meta.get_field("username").max_length or 150
+
+
+class SignInLengthMixin:
+    """A sign-in form whose username is refused above USERNAME_MAX_LENGTH
+    characters, with Django's "Ensure this value has at most 150 characters"
+    error, before any password is checked. Django's ``AuthenticationForm``
+    sets the field's ``max_length`` after the field is made, which renders
+    the ``maxlength`` attribute but validates nothing, so a longer name
+    reached ``authenticate`` and django-axes' failure record."""
+
+    fields: dict[str, Any]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["username"]
+        field.validators = [*field.validators, MaxLengthValidator(USERNAME_MAX_LENGTH)]
+
+
+class SignInForm(SignInLengthMixin, AuthenticationForm):
+    """The login page's form: Django's, with the username's length checked."""
+
+
+class AdminSignInForm(SignInLengthMixin, AdminAuthenticationForm):
+    """The admin login's form: Django's, with the username's length checked."""
 
 
 class UsernameKeyMixin:
