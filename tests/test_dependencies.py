@@ -59,9 +59,7 @@ def test_every_declared_runtime_dependency_is_locked():
 # locks are compiled for it (`make lock`: --python-version 3.11).
 
 
-def lock_gaps(
-    lock_pins: dict[str, str], roots: list[str], metadata=None
-) -> list[str]:
+def lock_gaps(lock_pins: dict[str, str], roots: list[str], metadata=None) -> list[str]:
     """Requirements reached from ``roots`` that ``lock_pins`` does not satisfy.
 
     Args:
@@ -110,7 +108,9 @@ def lock_gaps(
             extras = {""} | set(req.extras)
             if dep.marker is None or any(dep.marker.evaluate({"extra": e}) for e in extras):
                 dep.marker = None
-                work.append((f"{name}[{','.join(sorted(req.extras))}]" if req.extras else name, dep))
+                work.append(
+                    (f"{name}[{','.join(sorted(req.extras))}]" if req.extras else name, dep)
+                )
     return sorted(set(gaps))
 
 
