@@ -19,6 +19,7 @@ from django.db import IntegrityError, transaction
 from .models import UsernameClaim
 from .validators import (
     username_key,
+    username_skeleton,
     validate_username_not_confusable,
     validate_username_not_reserved,
 )
@@ -56,7 +57,9 @@ class UsernameKeyMixin:
     """A user form's username checks: ``username_validators`` (a class
     attribute) on top of the field's own, and, for a new or changed name, no
     other user may hold its canonical key (``validators.username_key``):
-    Django's "A user with that username already exists." otherwise."""
+    Django's "A user with that username already exists." otherwise; nor its
+    skeleton (``validators.username_skeleton``): "This name looks like
+    another user's name." (code ``lookalike``) otherwise."""
 
     username_validators: tuple[Callable[[str], None], ...] = ()
     # Given by the ModelForm this is mixed into.
@@ -75,13 +78,23 @@ class UsernameKeyMixin:
         clean = getattr(super(), "clean_username", None)  # UserCreationForm's: case only
         # Django sets cleaned_data[name] before it calls clean_<name>.
         username: str = clean() if clean else self.cleaned_data["username"]
-        if username and "username" in self.changed_data and self._username_taken(username):
-            raise self._username_taken_error()
+        if username and "username" in self.changed_data:
+            error = self._username_conflict(username)
+            if error is not None:
+                raise error
         return username
 
-    def _username_taken(self, username: str) -> bool:
-        claims = UsernameClaim.objects.filter(key=username_key(username))
-        return claims.exclude(user_id=self.instance.pk).exists()
+    def _username_conflict(self, username: str) -> ValidationError | None:
+        """The error for a name whose key or skeleton another user holds, or None."""
+        others = UsernameClaim.objects.exclude(user_id=self.instance.pk)
+        if others.filter(key=username_key(username)).exists():
+            return self._username_taken_error()
+        if others.filter(skeleton=username_skeleton(username)).exists():
+            return ValidationError(
+                "This name looks like another user's name. Please choose another.",
+                code="lookalike",
+            )
+        return None
 
     def _username_taken_error(self) -> ValidationError:
         """Django's own "A user with that username already exists." (code ``unique``)."""
@@ -94,7 +107,8 @@ class SignupForm(UsernameKeyMixin, UserCreationForm):
 
     The username is stored NFKC-normalised (Django's ``UsernameField``) and
     must not be reserved (``admin``, ``guest-…``), mix lookalike scripts, or
-    share its key with another user's (``Ünal`` beside ``ünal``)."""
+    share its key with another user's (``Ünal`` beside ``ünal``) or its
+    skeleton (``aIice`` beside ``alice``)."""
 
     email = forms.EmailField(
         required=False,
