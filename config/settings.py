@@ -335,6 +335,8 @@ AXES_LOCKOUT_PARAMETERS = ["username"]
 AXES_RESET_ON_SUCCESS = True
 AXES_HTTP_RESPONSE_CODE = 429
 AXES_VERBOSE = False
+# Cut to the 255 characters of axes' column (a longer one answered 500 on PostgreSQL).
+AXES_USERNAME_CALLABLE = "kaiwa.accounts.limits.axes_username"
 # Per client IP, every sign-in or password-reset POST counts (django-ratelimit,
 # kaiwa.accounts.middleware.SignInRateLimit), so that one address cannot try
 # many usernames; password-reset emails are limited per address as well.

@@ -2,9 +2,11 @@ from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
-from .forms import AdminUserAddForm, AdminUserChangeForm
+from .forms import AdminSignInForm, AdminUserAddForm, AdminUserChangeForm
 
 User = get_user_model()
+
+admin.site.login_form = AdminSignInForm
 
 admin.site.unregister(User)
 

@@ -1,27 +1,65 @@
-"""The sign-up form, and the admin's user forms."""
+"""The sign-up and sign-in forms, and the admin's user forms."""
 
 from collections.abc import Callable
 from typing import Any
 
 from django import forms
-from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm, UserCreationForm
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth.forms import (
+    AdminUserCreationForm,
+    AuthenticationForm,
+    UserChangeForm,
+    UserCreationForm,
+)
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxLengthValidator
 from django.db import IntegrityError, transaction
 
 from .models import UsernameClaim
 from .validators import (
     username_key,
+    username_skeleton,
     validate_username_not_confusable,
     validate_username_not_reserved,
 )
+
+# No user's name is longer (``User.username``'s column); django-axes records a
+# failed sign-in's name in a 255-character one.
+USERNAME_MAX_LENGTH: int = User._meta.get_field("username").max_length or 150
+
+
+class SignInLengthMixin:
+    """A sign-in form whose username is refused above USERNAME_MAX_LENGTH
+    characters, with Django's "Ensure this value has at most 150 characters"
+    error, before any password is checked. Django's ``AuthenticationForm``
+    sets the field's ``max_length`` after the field is made, which renders
+    the ``maxlength`` attribute but validates nothing, so a longer name
+    reached ``authenticate`` and django-axes' failure record."""
+
+    fields: dict[str, Any]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["username"]
+        field.validators = [*field.validators, MaxLengthValidator(USERNAME_MAX_LENGTH)]
+
+
+class SignInForm(SignInLengthMixin, AuthenticationForm):
+    """The login page's form: Django's, with the username's length checked."""
+
+
+class AdminSignInForm(SignInLengthMixin, AdminAuthenticationForm):
+    """The admin login's form: Django's, with the username's length checked."""
 
 
 class UsernameKeyMixin:
     """A user form's username checks: ``username_validators`` (a class
     attribute) on top of the field's own, and, for a new or changed name, no
     other user may hold its canonical key (``validators.username_key``):
-    Django's "A user with that username already exists." otherwise."""
+    Django's "A user with that username already exists." otherwise; nor its
+    skeleton (``validators.username_skeleton``): "This name looks like
+    another user's name." (code ``lookalike``) otherwise."""
 
     username_validators: tuple[Callable[[str], None], ...] = ()
     # Given by the ModelForm this is mixed into.
@@ -40,13 +78,23 @@ class UsernameKeyMixin:
         clean = getattr(super(), "clean_username", None)  # UserCreationForm's: case only
         # Django sets cleaned_data[name] before it calls clean_<name>.
         username: str = clean() if clean else self.cleaned_data["username"]
-        if username and "username" in self.changed_data and self._username_taken(username):
-            raise self._username_taken_error()
+        if username and "username" in self.changed_data:
+            error = self._username_conflict(username)
+            if error is not None:
+                raise error
         return username
 
-    def _username_taken(self, username: str) -> bool:
-        claims = UsernameClaim.objects.filter(key=username_key(username))
-        return claims.exclude(user_id=self.instance.pk).exists()
+    def _username_conflict(self, username: str) -> ValidationError | None:
+        """The error for a name whose key or skeleton another user holds, or None."""
+        others = UsernameClaim.objects.exclude(user_id=self.instance.pk)
+        if others.filter(key=username_key(username)).exists():
+            return self._username_taken_error()
+        if others.filter(skeleton=username_skeleton(username)).exists():
+            return ValidationError(
+                "This name looks like another user's name. Please choose another.",
+                code="lookalike",
+            )
+        return None
 
     def _username_taken_error(self) -> ValidationError:
         """Django's own "A user with that username already exists." (code ``unique``)."""
@@ -59,7 +107,8 @@ class SignupForm(UsernameKeyMixin, UserCreationForm):
 
     The username is stored NFKC-normalised (Django's ``UsernameField``) and
     must not be reserved (``admin``, ``guest-…``), mix lookalike scripts, or
-    share its key with another user's (``Ünal`` beside ``ünal``)."""
+    share its key with another user's (``Ünal`` beside ``ünal``) or its
+    skeleton (``aIice`` beside ``alice``)."""
 
     email = forms.EmailField(
         required=False,

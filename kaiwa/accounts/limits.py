@@ -7,6 +7,7 @@ processes when Redis is configured.
 """
 
 from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -53,6 +54,25 @@ class SignInRateLimit:
         if limited:
             return too_many(request, "Too many sign-in attempts from your address; wait a minute.")
         return None
+
+
+# django-axes' AccessAttempt.username column (characters): PostgreSQL refuses
+# a longer value, and the failed sign-in would answer 500.
+AXES_USERNAME_MAX_LENGTH = 255
+
+
+def axes_username(request: HttpRequest, credentials: dict[str, Any] | None) -> str | None:
+    """The username django-axes counts a sign-in against (AXES_USERNAME_CALLABLE):
+    its own choice (the credentials' ``username``, else the POSTed one),
+    cut to AXES_USERNAME_MAX_LENGTH characters so that its record fits.
+
+    The sign-in paths refuse a name over 150 characters before it gets here
+    (``forms.SignInLengthMixin``, ``views.TokenAPI``); this keeps any other
+    caller of ``authenticate`` from a 500. No user's name is cut, since none
+    is longer than 150."""
+    source = credentials if credentials else getattr(request, "data", request.POST)
+    username = source.get("username")
+    return username[:AXES_USERNAME_MAX_LENGTH] if isinstance(username, str) else username
 
 
 def password_reset_limited(request: HttpRequest, email: str) -> bool:

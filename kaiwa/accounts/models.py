@@ -1,4 +1,5 @@
-"""Accounts models: the claim each user holds on his name's canonical key, API tokens."""
+"""Accounts models: the claim each user holds on his name's canonical key and
+skeleton, API tokens."""
 
 from django.conf import settings
 from django.db import models
@@ -12,16 +13,23 @@ class UsernameClaim(models.Model):
     ASCII, so Django's ``username__iexact`` check lets ``Ünal`` beside
     ``ünal``), and of two racing sign-ups only one can win.
 
+    ``skeleton`` (``validators.username_skeleton``), unique too, is the
+    lookalike form taken before case folding as well: ``aIice`` (capital I)
+    beside ``alice`` shares it, not the key.
+
     Kept by a ``post_save`` receiver on the user model (``signals``), whichever
     code path saved him; ``bulk_create`` skips it, and the user's next full
     save adds it. A user who shared his key with an older one before this
-    table existed holds ``<key>#<user id>`` (see migration 0002).
+    table existed holds ``<key>#<user id>`` (see migration 0002), and one who
+    shared his skeleton before it was kept ``<skeleton>#<user id>`` (0006).
     """
 
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="username_claim"
     )
     key = models.TextField(unique=True)
+    # NULL only in a claim made before migration 0006, which fills them.
+    skeleton = models.TextField(unique=True, null=True)
 
     def __str__(self) -> str:
         return self.key

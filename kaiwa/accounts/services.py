@@ -12,7 +12,7 @@ from knox.crypto import create_token_string, hash_token
 from knox.settings import CONSTANTS, knox_settings
 
 from .models import SIGNIN_TOKEN_NAME, ApiToken, UsernameClaim
-from .validators import username_key
+from .validators import username_key, username_skeleton
 
 
 def token_issue(
@@ -80,14 +80,18 @@ def tokens_revoke(*, user_id: int, name: str | None = None) -> int:
 
 
 def username_claim_set(*, user: User, created: bool = False) -> None:
-    """Make ``user``'s ``UsernameClaim`` hold the key of his current name
-    (created for a new user, or one ``bulk_create`` made). Call it inside the
-    transaction that saved the user. Raises ``IntegrityError`` when another
-    user holds that key; a legacy ``<key>#<id>`` claim is left as it is."""
-    key = username_key(user.username)
+    """Make ``user``'s ``UsernameClaim`` hold the key and the skeleton of his
+    current name (created for a new user, or one ``bulk_create`` made). Call
+    it inside the transaction that saved the user. Raises ``IntegrityError``
+    when another user holds that key or skeleton; a legacy ``<key>#<id>`` or
+    ``<skeleton>#<id>`` is left as it is."""
+    key, skeleton = username_key(user.username), username_skeleton(user.username)
     claim = None if created else UsernameClaim.objects.filter(user=user).first()
     if claim is None:
-        UsernameClaim.objects.create(user=user, key=key)
-    elif claim.key not in (key, f"{key}#{user.pk}"):
-        claim.key = key
-        claim.save(update_fields=["key"])
+        UsernameClaim.objects.create(user=user, key=key, skeleton=skeleton)
+        return
+    legacy = f"#{user.pk}"
+    if claim.key not in (key, key + legacy) or claim.skeleton not in (skeleton, skeleton + legacy):
+        claim.key = claim.key if claim.key == key + legacy else key
+        claim.skeleton = claim.skeleton if claim.skeleton == skeleton + legacy else skeleton
+        claim.save(update_fields=["key", "skeleton"])

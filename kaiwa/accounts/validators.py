@@ -1,5 +1,5 @@
-"""Usernames: the canonical key that makes lookalike names collide, and the
-sign-up validators that refuse reserved and confusable names.
+"""Usernames: the canonical key and the skeleton that make lookalike names
+collide, and the sign-up validators that refuse reserved and confusable names.
 
 Confusable characters come from Unicode's confusables data (UTS #39) as
 shipped by ``confusable_homoglyphs``, the library django-registration uses
@@ -40,6 +40,13 @@ RESERVED_USERNAMES = frozenset(
 # Anonymous sockets are named ``guest-<random>`` by the server
 # (kaiwa.chat.realtime.consumers); nobody may sign up with such a name.
 RESERVED_PREFIXES = ("guest-",)
+
+# ASCII lookalikes the skeleton adds to Unicode's, applied to each character's
+# prototype (``_prototypes``). UTS #39's confusables.txt already maps 1 and I
+# to l and m to "rn" (restated here), and 0 to O, which only case folding
+# would bring to o: each pair is one a person reads as the other in a name
+# (issue 22's probes: aIice for alice, b0b for bob, r00t, tirn for tim).
+ASCII_LOOKALIKES = {"0": "o", "1": "l", "I": "l", "m": "rn"}
 
 # confusable_homoglyphs wraps right-to-left characters in LEFT-TO-RIGHT MARKs.
 _DIRECTION_MARKS = str.maketrans("", "", "\u200e\u200f")
@@ -91,16 +98,43 @@ def username_key(username: str) -> str:
     return unicodedata.normalize("NFD", "".join(prototypes.get(c, c) for c in folded))
 
 
+def _lookalikes_replaced(text: str) -> str:
+    """Each character of ``text`` (NFD) by its prototype, then by its
+    ASCII_LOOKALIKES entry; NFD again."""
+    prototypes = _prototypes()
+    mapped = (prototypes.get(c, c) for c in text)
+    return unicodedata.normalize("NFD", "".join(ASCII_LOOKALIKES.get(c, c) for c in mapped))
+
+
+def username_skeleton(username: str) -> str:
+    """The lookalike skeleton of ``username`` (str to str): NFKC, then the
+    confusables skeleton (UTS #39, on the NFD form, plus ASCII_LOOKALIKES)
+    taken before case folding and again after it. Two names with the same
+    skeleton read alike: ``aIice`` (capital I) and ``alice``, whose keys
+    differ because folding makes the I an i; ``b0b`` and ``bob``; ``tirn``
+    and ``tim``. ``UsernameClaim.skeleton`` holds it, unique.
+
+    Case-only variants may differ (``ALICE`` reads ``ALlCE``): the key
+    (``username_key``) catches those. The skeleton depends on the same
+    Unicode data as the key (see there)."""
+    text = unicodedata.normalize("NFD", unicodedata.normalize("NFKC", username))
+    folded = unicodedata.normalize("NFD", _lookalikes_replaced(text).casefold())
+    return _lookalikes_replaced(folded)
+
+
 @cache
-def _reserved_keys() -> frozenset[str]:
-    return frozenset(username_key(name) for name in RESERVED_USERNAMES)
+def _reserved_forms() -> frozenset[str]:
+    keys = {username_key(name) for name in RESERVED_USERNAMES}
+    return frozenset(keys | {username_skeleton(name) for name in RESERVED_USERNAMES})
 
 
 def validate_username_not_reserved(value: str) -> None:
     """Refuse a reserved name or one starting with a reserved prefix, in any
-    case or lookalike spelling. Raises ``ValidationError`` (code ``reserved``)."""
-    key = username_key(value)
-    if key in _reserved_keys() or key.startswith(tuple(map(username_key, RESERVED_PREFIXES))):
+    case or lookalike spelling (by key or skeleton: ``ROOT``, ``r00t``,
+    ``adrnin``). Raises ``ValidationError`` (code ``reserved``)."""
+    key, forms = username_key(value), _reserved_forms()
+    prefixes = tuple(map(username_key, RESERVED_PREFIXES))
+    if key in forms or username_skeleton(value) in forms or key.startswith(prefixes):
         raise ValidationError("This name is reserved. Please choose another.", code="reserved")
 
 

@@ -29,7 +29,7 @@ from kaiwa.openapi import (
 from kaiwa.requests import AuthenticatedHttpRequest, AuthenticatedRequest
 from kaiwa.rest import StrictJSONParser
 
-from .forms import SignupForm
+from .forms import USERNAME_MAX_LENGTH, SignupForm
 from .limits import password_reset_limited
 from .models import ApiToken
 from .services import token_create, token_issue, token_revoke
@@ -49,7 +49,8 @@ def signup(request: HttpRequest) -> HttpResponse:
 
 class TokenAPI(APIView):
     """``POST /api/auth/token`` with ``{"username", "password"}``: 200
-    ``{"token", "username"}``, 400 on a malformed body, 401 on bad credentials."""
+    ``{"token", "username"}``, 400 on a malformed body or a username over
+    USERNAME_MAX_LENGTH (150) characters, 401 on bad credentials."""
 
     authentication_classes: list = []
     permission_classes: list = []
@@ -66,7 +67,8 @@ class TokenAPI(APIView):
                 401,
                 429,
                 meanings={
-                    400: '`bad_request`: not `{"username", "password"}` as JSON strings.',
+                    400: '`bad_request`: not `{"username", "password"}` as JSON strings, '
+                    "or a username over 150 characters.",
                     401: "`bad_credentials`: wrong username or password.",
                     429: "`rate_limited`: too many sign-ins from this address, or wrong "
                     "passwords for this username (KAIWA_SIGNIN_RATE_PER_IP, KAIWA_LOGIN_*).",
@@ -84,6 +86,14 @@ class TokenAPI(APIView):
         ):
             return JsonResponse(
                 {"code": "bad_request", "detail": 'Send {"username", "password"} as JSON.'},
+                status=400,
+            )
+        if len(data["username"]) > USERNAME_MAX_LENGTH:  # no user's is; checked before axes
+            return JsonResponse(
+                {
+                    "code": "bad_request",
+                    "detail": f"A username has at most {USERNAME_MAX_LENGTH} characters.",
+                },
                 status=400,
             )
         token = token_issue(request=request, username=data["username"], password=data["password"])

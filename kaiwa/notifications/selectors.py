@@ -33,14 +33,18 @@ def missed_message_recipients(*, message: Message) -> dict[int, str]:
     ``dm``); elsewhere, the active members of the room that the text mentions
     with ``@username`` (case-insensitive), but the author (reason
     ``mention``). A message with no ``@`` outside a DM costs no query.
+
+    A guest's message (no author: KAIWA_ALLOW_GUESTS) notifies no one, as
+    anyone could otherwise make Kaiwa email a member.
     """
     room = message.room
     direct = room.is_direct
+    if message.author_id is None:
+        return {}
     if not direct and "@" not in message.text:  # most messages: no query, no queryset
         return {}
     members = Membership.objects.filter(room_id=room.pk, user__is_active=True)
-    if message.author_id is not None:
-        members = members.exclude(user_id=message.author_id)
+    members = members.exclude(user_id=message.author_id)
     if direct:
         user_ids = members.values_list("user_id", flat=True)
         return dict.fromkeys(user_ids, MissedMessage.Reason.DIRECT)

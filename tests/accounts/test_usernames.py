@@ -14,7 +14,7 @@ from django.test import Client
 
 from kaiwa.accounts.forms import AdminUserAddForm, AdminUserChangeForm, SignupForm
 from kaiwa.accounts.models import UsernameClaim
-from kaiwa.accounts.validators import username_key
+from kaiwa.accounts.validators import username_key, username_skeleton
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -23,6 +23,7 @@ PASSWORD = "a-long-passphrase-9"
 TAKEN = "A user with that username already exists."
 RESERVED = "This name is reserved."
 CONFUSABLE = "This name mixes alphabets"
+LOOKALIKE = "This name looks like another user's name. Please choose another."
 
 
 def signup_form(username: str) -> SignupForm:
@@ -72,10 +73,47 @@ def test_it_refuses_non_ascii_case_variants_on_sqlite():
     [
         *("admin", "Administrator", "ROOT", "system", "kaiwa", "staff", "support", "security"),
         *("postmaster", "webmaster", "guest", "everyone", "here", "channel", "All", "a11"),
+        *("r00t", "R00T", "adrnin", "SYSTEM"),
     ],
 )
 def test_it_refuses_reserved_names(username):
     assert any(RESERVED in e for e in username_errors(username))
+
+
+@pytest.mark.parametrize(
+    ("taken", "username"),
+    [
+        ("alice", "aIice"),  # capital I for l, before case folding makes it an i
+        ("aIice", "alice"),
+        ("alice", "AIice"),
+        ("bob", "b0b"),  # zero for o
+        ("bob", "B0B"),
+        ("root2", "r00t2"),
+        ("tim", "tirn"),  # r n for m
+        ("rnary", "mary"),
+        ("Ian", "lan"),
+        ("bill", "bi1I"),
+    ],
+)
+def test_it_refuses_lookalikes_of_a_taken_name(taken, username):
+    UserFactory(username=taken)
+    assert username_errors(username) == [LOOKALIKE]
+
+
+@pytest.mark.parametrize(
+    ("taken", "username"), [("bali", "ball"), ("bob", "bab"), ("tim", "tin"), ("lan", "ian")]
+)
+def test_it_accepts_names_that_differ_visibly(taken, username):
+    UserFactory(username=taken)
+    assert signup_form(username).is_valid()
+
+
+def test_skeletons_are_taken_before_and_after_case_folding():
+    assert username_skeleton("aIice") == username_skeleton("alice") == "alice"
+    assert username_skeleton("B0B") == username_skeleton("bob")
+    assert username_skeleton("tirn") == username_skeleton("tim")
+    assert username_skeleton("\u0430\u0441\u0435") == username_skeleton("ace")
+    assert username_skeleton("ali") != username_skeleton("all")
 
 
 @pytest.mark.parametrize("username", ["guest-x", "guest-1a2b3c4d", "Guest-X"])
@@ -143,6 +181,13 @@ def test_a_save_without_the_username_leaves_the_claim_alone():
     assert UsernameClaim.objects.get(user=user).key == "erin"
 
 
+def test_the_database_refuses_a_second_holder_of_a_skeleton():
+    UserFactory(username="alice")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        UserFactory(username="aIice")
+    assert not get_user_model().objects.filter(username="aIice").exists()
+
+
 def test_the_database_refuses_a_second_holder_of_a_key():
     UserFactory(username="ünal")
     with pytest.raises(IntegrityError), transaction.atomic():
@@ -177,6 +222,23 @@ def test_the_migration_fills_keys_for_existing_users():
     assert UsernameClaim.objects.get(user=newer).key.endswith(f"#{newer.pk}")
 
 
+def test_the_migration_fills_skeletons_for_existing_users():
+    migration = importlib.import_module(
+        "kaiwa.accounts.migrations.0006_usernameclaim_skeleton_fill"
+    )
+    older = UserFactory(username="bob")
+    # Before skeletons, b0b could sign up beside bob.
+    with mock.patch("kaiwa.accounts.signals.username_claim_set"):
+        newer = UserFactory(username="b0b")
+    UsernameClaim.objects.create(user=newer, key=username_key("b0b"))
+    UsernameClaim.objects.update(skeleton=None)
+    migration.skeletons_fill(apps, None)
+    skeletons = dict(UsernameClaim.objects.values_list("user_id", "skeleton"))
+    assert skeletons == {older.pk: "bob", newer.pk: f"bob#{newer.pk}"}
+    newer.save()  # a legacy lookalike can still be saved
+    assert UsernameClaim.objects.get(user=newer).skeleton == f"bob#{newer.pk}"
+
+
 def test_a_race_lost_at_the_database_is_a_form_error_not_a_500():
     form = signup_form("Ünal")
     assert form.is_valid(), form.errors
@@ -190,7 +252,7 @@ def test_signup_page_maps_a_lost_race_to_an_error():
     UserFactory(username="ünal")
     client = Client(raise_request_exception=False)
     # As if the other sign-up committed between this one's checks and its save.
-    with mock.patch.object(SignupForm, "_username_taken", return_value=False):
+    with mock.patch.object(SignupForm, "_username_conflict", return_value=None):
         answer = signup_post(client, "Ünal")
     assert answer.status_code == 200
     assert html.escape(TAKEN) in answer.content.decode()
@@ -205,6 +267,16 @@ def test_signup_page_refuses_a_lookalike_and_says_why():
     assert CONFUSABLE in page
     assert 'aria-invalid="true"' in page
     assert "_auth_user_id" not in answer.client.session
+
+
+def test_signup_page_refuses_a_capital_i_for_an_l_and_says_why():
+    UserFactory(username="alice")
+    answer = signup_post(Client(), "aIice")
+    page = answer.content.decode()
+    assert answer.status_code == 200
+    assert html.escape(LOOKALIKE) in page
+    assert 'aria-invalid="true"' in page
+    assert not get_user_model().objects.filter(username="aIice").exists()
 
 
 def test_signup_page_refuses_a_non_ascii_case_variant():

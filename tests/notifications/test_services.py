@@ -38,6 +38,14 @@ def test_message_create_writes_a_row_per_mentioned_member(room, alice, bob, caro
     assert all(before + window <= r.due_at <= timezone.now() + window for r in queued)
 
 
+def test_a_guests_mention_queues_nothing(room, bob, settings):
+    settings.KAIWA_ALLOW_GUESTS = True
+    # A guest (KAIWA_ALLOW_GUESTS) posts with no user and a guest-<hex> name.
+    message, _ = chat.message_create(room=room, user=None, username="guest-1a2b3c4d", text="@bob")
+    assert message.author_id is None
+    assert MissedMessage.objects.count() == 0
+
+
 def test_a_retried_client_id_queues_nothing_twice(room, alice, bob):
     chat.message_create(room=room, user=alice, username="alice", text="@bob", client_id="c1")
     chat.message_create(room=room, user=alice, username="alice", text="@bob", client_id="c1")
