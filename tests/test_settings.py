@@ -261,3 +261,63 @@ def test_an_unknown_email_url_is_refused(tmp_path):
     done = run_check(tmp_path, EMAIL_URL="gopher://mail.example.com")
     assert done.returncode != 0
     assert "EMAIL_URL" in done.stderr
+
+
+# --- security headers (CONTENT_SECURITY_POLICY, PERMISSIONS_POLICY) -------------------
+
+
+def directives(header: str) -> dict[str, list[str]]:
+    """A policy header as ``{directive: [values]}``."""
+    parts = (part.split() for part in header.split(";") if part.strip())
+    return {name: values for name, *values in parts}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/accounts/login/", "/accounts/signup/", "/api/schema"])
+def test_pages_send_a_content_security_policy_without_inline_script(client, path):
+    answer = client.get(path)
+    assert answer.status_code == 200
+    policy = directives(answer["Content-Security-Policy"])
+    assert policy["default-src"] == ["'none'"]
+    assert policy["script-src"] == ["'self'"]  # no 'unsafe-inline', no 'unsafe-eval'
+    assert policy["style-src"] == ["'self'"]
+    assert policy["connect-src"] == ["'self'"]  # the room page's fetch and WebSocket
+    assert policy["object-src"] == ["'none'"]
+    assert policy["base-uri"] == ["'none'"]
+    assert policy["frame-ancestors"] == ["'none'"]
+    assert policy["form-action"] == ["'self'"]
+
+
+@pytest.mark.django_db
+def test_the_signed_in_pages_and_the_api_send_it_too(client, alice):
+    client.force_login(alice)
+    for path in ("/chat/", "/chat/lobby/", "/accounts/tokens/", "/api/rooms/", "/api/docs"):
+        answer = client.get(path)
+        assert answer.status_code == 200, path
+        assert "script-src 'self'" in answer["Content-Security-Policy"], path
+
+
+@pytest.mark.django_db
+def test_pages_deny_powerful_browser_features(client):
+    answer = client.get("/accounts/login/")
+    policy = dict(
+        feature.strip().split("=", 1) for feature in answer["Permissions-Policy"].split(",")
+    )
+    for feature in ("camera", "microphone", "geolocation", "payment", "usb", "display-capture"):
+        assert policy[feature] == "()", feature
+
+
+@pytest.mark.django_db
+def test_the_api_docs_add_only_swagger_uis_style_and_icons(client):
+    docs = directives(client.get("/api/docs")["Content-Security-Policy"])
+    style, *hashes = docs["style-src"]
+    assert style == "'self'"
+    assert len(hashes) == 1
+    assert hashes[0].startswith("'sha256-")  # its one inline <style>, by hash
+    assert docs["img-src"] == ["'self'", "data:"]
+    assert docs["script-src"] == ["'self'"]
+    script = client.get("/api/docs?script=")  # the start-up script, a file of its own
+    assert script.status_code == 200
+    assert script["Content-Type"].startswith("application/javascript")
+    login = directives(client.get("/accounts/login/")["Content-Security-Policy"])
+    assert login["img-src"] == ["'self'"]

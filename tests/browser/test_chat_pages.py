@@ -201,7 +201,10 @@ def test_seed_javascript_client_talks_to_the_room_page(kaiwa_server, new_context
     console: list[str] = []
     alice.on("console", lambda msg: console.append(msg.text))
 
-    alice.add_script_tag(content=SEED_CLIENT)
+    # The page's CSP allows no inline <script>: the client runs as an init script
+    # (as if pasted into the devtools console), on the page's next load.
+    alice.add_init_script(SEED_CLIENT)
+    alice.reload()
 
     wait_in_log(bob, "alice: こんにちは!", "bob's room page")
     deadline = time.monotonic() + WAIT_MS / 1000
