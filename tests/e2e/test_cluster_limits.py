@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 
+import psycopg
 import pytest
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.kaiwa_process import KaiwaServer, create_users, services_env
 from tests.wsclient import Client, Rest, room_name
@@ -113,3 +114,60 @@ async def test_the_connect_rate_of_an_address_holds_across_processes(
     finally:
         for server in servers:
             server.stop()
+
+
+@pytest.fixture
+def room_capped(postgres_url, redis_url, tmp_path) -> Iterator[tuple[list[KaiwaServer], str]]:
+    env = services_env(
+        tmp_path,
+        postgres_url,
+        redis_url,
+        KAIWA_MAX_ROOMS_PER_USER=str(ROOM_CAP),
+        KAIWA_ROOM_CREATE_RATE_PER_MINUTE="1000",
+        KAIWA_MAX_CONNECTIONS_PER_USER="100",
+        KAIWA_CONNECT_RATE_PER_IP="1000",
+        KAIWA_CONNECT_BURST_PER_IP="1000",
+    )
+    create_users(env, "dora")
+    servers = cluster_of(env, tmp_path)
+    yield servers, env["DATABASE_URL"]
+    for server in servers:
+        server.stop()
+
+
+ROOM_CAP = 3
+
+
+async def joined_or_refused(server: KaiwaServer, room: str, token: str) -> bool:
+    """True when the join reached ``ready`` (the room was made), False on 4403."""
+    client = await Client.open(server, room, token=token)
+    try:
+        frame = await client.recv()
+    except ConnectionClosed as closed:
+        code = closed.rcvd.code if closed.rcvd is not None else None
+    else:
+        await client.close()
+        return frame["type"] in ("ready", "reset")
+    assert code == 4403, f"closed with {code}"
+    return False
+
+
+async def test_the_room_cap_holds_across_processes(room_capped):
+    # Issue 22 #11: each process counted the creator's rooms and inserted in
+    # its own batch, so two processes together made more than the cap. The
+    # test holds inserts into the rooms table back (a SHARE lock) while both
+    # processes' batches start, so that, without a lock per creator, both
+    # count before either inserts.
+    (a, b), database_url = room_capped
+    token = a.token("dora")
+    rooms = [room_name(f"cap-{n}-") for n in range(8)]
+    with psycopg.connect(database_url) as blocker:
+        blocker.execute("LOCK TABLE chat_room IN SHARE MODE")
+        joins = [
+            asyncio.create_task(joined_or_refused((a, b)[n % 2], room, token))
+            for n, room in enumerate(rooms)
+        ]
+        await asyncio.sleep(2.0)  # both processes' batches are waiting to insert
+        blocker.commit()
+    made = sum(await asyncio.gather(*joins))
+    assert made == ROOM_CAP, f"{made} rooms made with a cap of {ROOM_CAP}"

@@ -1,13 +1,14 @@
 """Room writes: joining (a public room is created on first join), creating
 rooms in batches under the per-user cap and rate, memberships, direct messages."""
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Q
 
 from kaiwa.chat import quotas
@@ -100,8 +101,46 @@ def room_create_batch(*, requests: Sequence[RoomRequest]) -> list[Room | ChatErr
     requests: a COUNT of the creators' rooms, one ``INSERT ... ON CONFLICT DO
     NOTHING``, one SELECT. Names must be checked already
     (``room_slug_check``). Database errors propagate.
+
+    On PostgreSQL the batch runs in one transaction that first takes an
+    advisory lock per creator, so that two processes creating rooms for the
+    same creator count and insert one after the other and the cap holds
+    across processes (one statement more). SQLite's one writer per process
+    needs none.
     """
-    counts = _rooms_created_counts(creators={r.creator for r in requests})
+    creators = {r.creator for r in requests}
+    with _creators_locked(creators):
+        return _room_create_locked(requests, creators)
+
+
+ROOM_CREATE_LOCK_PREFIX = "kaiwa.room_create:"
+
+
+@contextmanager
+def _creators_locked(creators: set[Creator]) -> Iterator[None]:
+    """A transaction holding a PostgreSQL advisory lock (transaction-scoped)
+    on each of ``creators``' room budgets, taken in one order (hash, then
+    key) so that batches cannot deadlock; nothing elsewhere or with the cap
+    off."""
+    if connection.vendor != "postgresql" or settings.KAIWA_MAX_ROOMS_PER_USER <= 0:
+        yield
+        return
+    keys = sorted(ROOM_CREATE_LOCK_PREFIX + c.key for c in creators)
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(pg_advisory_xact_lock(h)) FROM ("
+                " SELECT hashtextextended(k, 0) AS h FROM unnest(%s::text[]) AS k ORDER BY h, k"
+                ") AS ordered",
+                [keys],
+            )
+        yield
+
+
+def _room_create_locked(
+    requests: Sequence[RoomRequest], creators: set[Creator]
+) -> list[Room | ChatError]:
+    counts = _rooms_created_counts(creators=creators)
     new: dict[str, Room] = {}
     refused: dict[int, ChatError] = {}
     for index, request in enumerate(requests):
