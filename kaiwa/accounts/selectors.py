@@ -1,6 +1,7 @@
 """Reads of the accounts app: who a WebSocket handshake belongs to."""
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Protocol
 
@@ -30,7 +31,9 @@ def token_users_get(*, keys: Sequence[str]) -> dict[str, User]:
     rather than with the ORM: a connect storm runs it for every bot, and
     compiling the ORM query costs about a millisecond of Python. Each user
     is built as ``User.objects.only("id", "username", "is_active")`` would
-    build it (``Model.from_db``): any other field loads on first access.
+    build it (``Model.from_db``): any other field loads on first access, and
+    carries ``token_expiry``: the token's expiry (an aware datetime), or None
+    for a token that never expires (``token_expiry_of``).
     """
     keys = list(dict.fromkeys(keys))
     if not keys:
@@ -45,7 +48,7 @@ def token_users_get(*, keys: Sequence[str]) -> dict[str, User]:
     marks = ", ".join(["%s"] * len(prefixes))
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT t.digest, u.{q(pk.column)}, u.{q(name)} "
+            f"SELECT t.digest, u.{q(pk.column)}, u.{q(name)}, t.expiry "
             f"FROM {q(user_model._meta.db_table)} u "
             f"JOIN {q(ApiToken._meta.db_table)} t ON t.user_id = u.{q(pk.column)} "
             f"WHERE t.token_key IN ({marks}) AND u.is_active "
@@ -54,16 +57,35 @@ def token_users_get(*, keys: Sequence[str]) -> dict[str, User]:
         )
         rows = cursor.fetchall()
     fields = [pk.attname, name, "is_active"]
-    by_digest = {
-        digest: user_model.from_db(connection.alias, fields, [user_id, username, True])
-        for digest, user_id, username in rows
-    }
+    by_digest: dict[str, User] = {}
+    for digest, user_id, username, expiry in rows:
+        holder = user_model.from_db(connection.alias, fields, [user_id, username, True])
+        holder.token_expiry = _aware(expiry)  # type: ignore[attr-defined]
+        by_digest[digest] = holder
     found = {}
     for key in keys:
         user = by_digest.get(hash_token(key))
         if user is not None:
             found[key] = user
     return found
+
+
+def _aware(value: datetime | str | None) -> datetime | None:
+    """A datetime read by raw SQL as Django's ORM would return it (SQLite
+    gives text; the ORM makes it aware in UTC)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if timezone.is_aware(value) else timezone.make_aware(value, UTC)
+
+
+def token_expiry_of(user: User | None) -> datetime | None:
+    """When the API token that ``user`` was found by (``token_users_get``)
+    expires; None for a token that never expires, or a user found otherwise
+    (a session)."""
+    expiry: datetime | None = getattr(user, "token_expiry", None)
+    return expiry
 
 
 def session_user_get(*, session: SessionBase | None) -> User | None:

@@ -3,11 +3,13 @@ sockets concerned with 4401 or 4403, and nothing they post afterwards is stored.
 
 import asyncio
 import threading
+from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
 from django.db import connection
 from django.test import Client as HttpClient
+from django.utils import timezone
 
 from kaiwa.accounts.models import ApiToken
 from kaiwa.chat import selectors, services
@@ -92,6 +94,21 @@ async def test_deleting_a_token_closes_its_sockets_with_4401(team):
     socket = await join("/ws/chat/lobby/", token=tokens["bob"])
     await database_sync_to_async(ApiToken.objects.filter(user__username="bob").delete)()
     assert await closed_with(socket) == 4401
+
+
+async def test_an_expiring_token_closes_its_sockets_at_expiry_with_4401(team, settings):
+    # Issue 22 #6: the socket stayed open until the periodic re-check.
+    settings.KAIWA_REVALIDATE_SECONDS = 300
+    _, _, tokens = team
+    soon = timezone.now() + timedelta(seconds=1.5)
+    await database_sync_to_async(ApiToken.objects.filter(user__username="bob").update)(expiry=soon)
+    socket = await join("/ws/chat/lobby/", token=tokens["bob"])
+    lasting = await join("/ws/chat/lobby/", token=tokens["alice"])  # never expires
+    assert await socket.receive_nothing(timeout=1.0)  # open until its token expires
+    assert await closed_with(socket) == 4401
+    assert timezone.now() < soon + timedelta(seconds=CLOSE_WAIT_SECONDS)
+    assert await lasting.receive_nothing(timeout=0.5)
+    await lasting.disconnect()
 
 
 async def test_a_password_change_closes_session_and_token_sockets(team):

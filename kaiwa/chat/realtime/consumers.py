@@ -21,9 +21,11 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import DataError
 from django.db import Error as DatabaseError
+from django.utils import timezone
 
 from kaiwa import logs, metrics
 from kaiwa.accounts.middleware import BEARER_TOKEN_KEY
+from kaiwa.accounts.selectors import token_expiry_of
 from kaiwa.chat import frames, selectors, services, validators
 from kaiwa.chat.errors import ChatError, NotAuthenticated, RoomForbidden, Unavailable
 from kaiwa.chat.models import Room
@@ -52,6 +54,9 @@ CLOSE_TOO_SLOW = 4408
 # it once it reads again. Longer than uvicorn's keepalive (20 s ping + 20 s
 # pong timeout), which fails a connection whose client reads nothing at all.
 CLOSE_TIMEOUT_SECONDS = 60.0
+# After a token's expiry, before its socket's re-check (seconds): the database
+# compares expiry with its own clock, which may be a little behind.
+TOKEN_EXPIRY_MARGIN_SECONDS = 0.05
 SESSION_ENGINE = import_module(settings.SESSION_ENGINE)
 
 # Socket ids are unique across processes (they name the origin of a user
@@ -134,6 +139,7 @@ class ChatConsumer(SocketConsumer):
         self.user_id: int | None = None
         self.session_key: str | None = None
         self.admission: selectors.Admission | None = None  # the credentials of the join
+        self.expiry_timer: asyncio.TimerHandle | None = None  # its token's expiry
         # user id (or "ip:<address>" for a guest) whose socket slot we hold
         self.socket_slot: int | str | None = None
         self.sender_limit = limits.SenderLimit(f"guest:{self.socket_id}")
@@ -206,6 +212,7 @@ class ChatConsumer(SocketConsumer):
             self.new_member = True  # the room hears of him (Presence.member_joined)
         self.room = room
         self.room_slug = room.slug
+        self._close_at_token_expiry()
         logs.bind_socket(room=room.slug, user_id=self.user.pk if self.user is not None else None)
         if self.user is not None:
             self.user_id = self.user.pk
@@ -307,6 +314,18 @@ class ChatConsumer(SocketConsumer):
             await self._close(4404)
         elif (user.pk if user is not None else None) != self.user_id:
             await self._close(CLOSE_UNAUTHENTICATED)
+
+    def _close_at_token_expiry(self) -> None:
+        """A socket admitted by an API token that expires re-checks its
+        access just after the expiry (and closes with 4401, the token being
+        refused then) instead of at the next periodic re-check."""
+        expiry = token_expiry_of(self.user)
+        if expiry is None:
+            return
+        delay = (expiry - timezone.now()).total_seconds() + TOKEN_EXPIRY_MARGIN_SECONDS
+        self.expiry_timer = asyncio.get_running_loop().call_later(
+            max(0.0, delay), lambda: loops.spawn(self.revalidate())
+        )
 
     async def revoke(self, code: int) -> None:
         """Close with ``code``: this socket's credentials are no longer valid."""
@@ -565,6 +584,8 @@ class ChatConsumer(SocketConsumer):
         """Release what the socket held; counts its close, by the code this
         side sent if it closed first, else by the client's (or 1006)."""
         self.closing = True
+        if self.expiry_timer is not None:
+            self.expiry_timer.cancel()
         code = self.close_code or code
         metrics.CLOSES.labels(str(code)).inc()
         # The socket's one line at INFO (kaiwa.logs), its ids bound since connect.
