@@ -329,3 +329,26 @@ def connect_item() -> RateLimitItem:
 def message_hit_blocking(key: str) -> bool:
     """The message window of ``key`` from a request thread (REST posts)."""
     return _run_batch([("hit", (message_item(), key))])[0]
+
+
+class RedisLimitStore:
+    """The flood limits counted across every process in Redis (a
+    ``limits.LimitStore``): moving windows for messages and connects, a
+    sorted set per user for his sockets, through this loop's ``LoopLimits``
+    (one round trip per batch). Answers True when Redis cannot be reached
+    (``LoopLimits``: the limits fail open, the process's own still hold)."""
+
+    def message_hit_blocking(self, key: str) -> bool:
+        return message_hit_blocking(key)
+
+    async def message_allowed(self, key: str) -> bool:
+        return await loop_limits().message_allowed(key)
+
+    async def socket_acquire(self, slot: str, socket_id: str, cap: int) -> bool:
+        return await loop_limits().socket_acquire(slot, socket_id, cap)
+
+    async def socket_release(self, slot: str, socket_id: str) -> None:
+        await loop_limits().socket_release(slot, socket_id)
+
+    async def connect_hit(self, ip: str) -> bool:
+        return await loop_limits().hit(connect_item(), f"ip:{ip}")

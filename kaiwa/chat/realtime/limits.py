@@ -47,7 +47,7 @@ import logging
 import math
 import threading
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import token_bucket
 from django.conf import settings
@@ -82,6 +82,63 @@ class Limits:
 def get_limits() -> Limits:
     """The limits of the running event loop, created on first use (kaiwa.chat.realtime.loops)."""
     return loops.loop_local("limits", lambda loop: Limits())
+
+
+# --- where the counts live -----------------------------------------------------------
+
+
+class LimitStore(Protocol):
+    """Where the limits are counted, as presence's ``PresenceStore``: in this
+    process only (``ProcessLimitStore``) or across every process in Redis
+    (``cluster_limits.RedisLimitStore``). The process's own socket cap and
+    message bucket are checked first in both cases (``SenderLimit``,
+    ``user_socket_acquire``); a store answers for the rest."""
+
+    def message_hit_blocking(self, key: str) -> bool:
+        """A message of ``key`` from a request thread (REST posts); True: allowed."""
+
+    async def message_allowed(self, key: str) -> bool:
+        """A socket's message of ``key``, after this process's bucket passed it."""
+
+    async def socket_acquire(self, slot: str, socket_id: str, cap: int) -> bool:
+        """Count ``socket_id`` against ``slot``'s ``cap`` (>= 1); True: admitted."""
+
+    async def socket_release(self, slot: str, socket_id: str) -> None:
+        """Undo one ``socket_acquire`` that returned True."""
+
+    async def connect_hit(self, ip: str) -> bool:
+        """A handshake from ``ip``; True: allowed."""
+
+
+class ProcessLimitStore:
+    """The limits of one process: its own buckets and counts decide alone."""
+
+    def message_hit_blocking(self, key: str) -> bool:
+        return _message_post_allowed_here(key)
+
+    async def message_allowed(self, key: str) -> bool:
+        return True  # the process's bucket, checked first, is the limit
+
+    async def socket_acquire(self, slot: str, socket_id: str, cap: int) -> bool:
+        return True  # the process's count, checked first, is the limit
+
+    async def socket_release(self, slot: str, socket_id: str) -> None:
+        return None
+
+    async def connect_hit(self, ip: str) -> bool:
+        connects = get_limits().connects
+        return connects is None or bool(connects.consume(ip))
+
+
+_PROCESS_STORE = ProcessLimitStore()
+_REDIS_STORE = cluster_limits.RedisLimitStore()
+
+
+def limit_store() -> LimitStore:
+    """The store of the limits now: Redis with REDIS_URL and KAIWA_CLUSTER_LIMITS
+    on (``cluster_limits.enabled``), else this process; read on every call,
+    so that a changed setting takes effect at once."""
+    return _REDIS_STORE if cluster_limits.enabled() else _PROCESS_STORE
 
 
 # --- message rate -------------------------------------------------------------------
@@ -133,11 +190,9 @@ def message_post_allowed(key: str) -> bool:
     ``POST /api/rooms/<room>/messages/`` share it; with ``REDIS_URL``, one
     window per key across every process (blocking: for request threads).
     Always True with KAIWA_RATE_MESSAGES_PER_SECOND at 0."""
-    if cluster_limits.enabled() and settings.KAIWA_RATE_MESSAGES_PER_SECOND > 0:
-        allowed = cluster_limits.message_hit_blocking(key)
-    else:
-        allowed = _message_post_allowed_here(key)
-    return allowed or refused("message")
+    if settings.KAIWA_RATE_MESSAGES_PER_SECOND <= 0:
+        return True
+    return limit_store().message_hit_blocking(key) or refused("message")
 
 
 async def message_post_allowed_async(key: str) -> bool:
@@ -146,9 +201,9 @@ async def message_post_allowed_async(key: str) -> bool:
     making a well-behaved sender wait for Redis (``cluster_limits.LoopLimits.message_allowed``)."""
     if not _message_post_allowed_here(key):
         return refused("message")
-    if cluster_limits.enabled() and settings.KAIWA_RATE_MESSAGES_PER_SECOND > 0:
-        return await cluster_limits.loop_limits().message_allowed(key) or refused("message")
-    return True
+    if settings.KAIWA_RATE_MESSAGES_PER_SECOND <= 0:
+        return True
+    return await limit_store().message_allowed(key) or refused("message")
 
 
 def _message_post_allowed_here(key: str) -> bool:
@@ -184,11 +239,7 @@ async def user_socket_acquire(user_id: int | str, socket_id: str) -> bool:
     count = sockets.get(user_id, 0)
     if cap > 0 and count >= cap:
         return refused("sockets")
-    if (
-        cap > 0
-        and cluster_limits.enabled()
-        and not await cluster_limits.loop_limits().socket_acquire(str(user_id), socket_id, cap)
-    ):
+    if cap > 0 and not await limit_store().socket_acquire(str(user_id), socket_id, cap):
         return refused("sockets")
     sockets[user_id] = sockets.get(user_id, 0) + 1
     return True
@@ -202,8 +253,7 @@ async def user_socket_release(user_id: int | str, socket_id: str) -> None:
         sockets[user_id] = count
     else:
         sockets.pop(user_id, None)
-    if cluster_limits.enabled():
-        await cluster_limits.loop_limits().socket_release(str(user_id), socket_id)
+    await limit_store().socket_release(str(user_id), socket_id)
 
 
 # --- connect rate per IP ---------------------------------------------------------------
@@ -221,14 +271,9 @@ async def connect_allowed(ip: str | None) -> bool:
 
     Always True without an address or with the limit off.
     """
-    limiter = get_limits().connects
-    if ip is None or limiter is None:
+    if ip is None or get_limits().connects is None:
         return True
-    if cluster_limits.enabled():
-        allowed = await cluster_limits.loop_limits().hit(cluster_limits.connect_item(), f"ip:{ip}")
-    else:
-        allowed = bool(limiter.consume(ip))
-    return allowed or refused("connect")
+    return await limit_store().connect_hit(ip) or refused("connect")
 
 
 def retry_after_seconds() -> int:
