@@ -4,15 +4,8 @@ Why h11 rather than uvicorn's default httptools: h11 bounds the bytes it
 buffers for an incomplete request head (uvicorn's
 ``h11_max_incomplete_event_size``, Kaiwa's KAIWA_MAX_HEADER_BYTES) and uvicorn
 answers 400 beyond it; with httptools (llhttp) uvicorn collects a head of any
-size (a 64 MB header was accepted). The cost, measured with 2000 sequential
-GETs from one client on 2 cores (uvloop, three rounds): a bare ASGI app served
-about 2,200 requests/s on h11 against 2,900-3,900 on httptools (keep-alive;
-some 0.1 ms more per request); Kaiwa's cheapest response, an 862-byte static
-file through Django's middleware, 310-360 against 360-440 (keep-alive and a
-connection per request; about 0.4 ms more); a rendered page (the login form,
-about 6 ms) 140-190 on both, the difference lost in the noise; so were
-WebSocket handshakes (1000, 20 at a time, Kaiwa's join included: 860-960 a
-second on httptools, 840-1050 on h11). Once upgraded, WebSockets no longer go
+size (a 64 MB header was accepted). The cost in requests per second is measured in docs/performance.md ("Figures
+once kept in the code"): small beside a rendered page. Once upgraded, WebSockets no longer go
 through the HTTP parser.
 
 Why a subclass: none of uvicorn's HTTP protocols closes a connection that never

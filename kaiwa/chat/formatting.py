@@ -15,14 +15,9 @@ message is written; frames, REST answers and emails reuse it.
   subset emits and adds ``rel="nofollow noopener"`` to every link: a second
   line of defence should the parser ever let something through.
 
-Cost per call, measured with ``timeit`` (best of 5) on the development
-machine (2 shared cores, CPython 3.11, markdown-it-py 4.3, nh3 0.3.8): a
-92-character message with a mention, emphasis and a bare link, 0.35 ms; a
-4000-character one (KAIWA_MAX_MESSAGE_CHARS): a 210-character block of
-paragraph, mentions, inline code, links, list, quote and fenced code
-repeated, 8 ms. The slowest 4000-character input found is 4000
-``[`` at 50 ms (markdown-it's link-label scan; linear: 12, 24, 46 ms for 1000,
-2000, 4000); nh3 takes under 0.5 ms of any of these. CPU-bound: call it
+Cost per call: under a millisecond for a short message, tens of
+milliseconds for the worst 4000-character input found (docs/performance.md,
+"Figures once kept in the code"). CPU-bound: call it
 where the write runs in a thread, not on the event loop.
 """
 

@@ -42,8 +42,8 @@ class SocketConsumer(AsyncWebsocketConsumer):
         (``await_many_dispatch``: a task and an ``asyncio.wait`` per incoming
         frame); this consumer has no channel (the hub feeds it), so it reads
         the client alone, one message after the other, as Channels would.
-        That is 15% more handshakes per second in a connect storm
-        (docs/performance.md) and less work per ``read`` frame.
+        That is more handshakes per second in a connect storm and less work
+        per ``read`` frame (docs/performance.md, "Figures once kept in the code").
         """
         self.scope = scope
         # No layer (see channel_layer_alias): what Channels' own __call__ sets
