@@ -13,7 +13,7 @@ import pytest
 
 from tests.kaiwa_process import KAIWA, base_env
 
-pytestmark = [pytest.mark.e2e, pytest.mark.services]
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres_redis]
 
 # kaiwa.logs' plain format: "<date> <time.microseconds> <LEVEL> <logger>: <message>".
 READY_LINE = re.compile(

@@ -30,7 +30,7 @@ def form_post(http: httpx.Client, path: str, username: str) -> httpx.Response:
 
 
 @pytest.mark.e2e
-@pytest.mark.services
+@pytest.mark.postgres_redis
 def test_it_refuses_an_overlong_username_on_postgresql_without_a_500(postgres_url, tmp_path):
     env = base_env(DATABASE_URL=postgres_url, KAIWA_DATA_DIR=str(tmp_path / "data"))
     create_users(env, "alice")

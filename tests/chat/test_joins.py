@@ -114,7 +114,7 @@ async def test_feeds_opening_together_read_their_rooms_in_few_calls(people, monk
     hub = get_hub()
     slugs = [f"room-{n}" for n in range(8)] + ["nowhere"]
     outcomes = await asyncio.gather(
-        *(hub.join_room(slug, object()) for slug in slugs), return_exceptions=True
+        *(hub.subscribe_room(slug, object()) for slug in slugs), return_exceptions=True
     )
     assert [feed.slug for feed in outcomes[:8]] == slugs[:8]
     assert all(feed.ready.is_set() and feed.hwm == 0 for feed in outcomes[:8])

@@ -54,7 +54,7 @@ def test_it_needs_a_query(alice, params):
 
 
 @pytest.mark.e2e
-@pytest.mark.services
+@pytest.mark.postgres_redis
 def test_postgresql_full_text_search_ranks_and_uses_its_index(postgres_url, tmp_path):
     env = base_env(DATABASE_URL=postgres_url, KAIWA_DATA_DIR=str(tmp_path))
     manage(env, "migrate", "--noinput", "-v", "0")

@@ -14,7 +14,7 @@ from websockets.exceptions import ConnectionClosed
 from tests.kaiwa_process import KaiwaServer, create_users, manage, services_env
 from tests.wsclient import Client, Rest, check_message_frame, room_name, signed_in
 
-pytestmark = [pytest.mark.e2e, pytest.mark.services]
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres_redis]
 
 USERS = ("alice", "bob", "carol", "dave")
 

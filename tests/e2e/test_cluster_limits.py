@@ -14,7 +14,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from tests.kaiwa_process import KaiwaServer, create_users, services_env
 from tests.wsclient import Client, Rest, room_name
 
-pytestmark = [pytest.mark.e2e, pytest.mark.services]
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres_redis]
 
 
 def cluster_of(env: dict[str, str], tmp) -> list[KaiwaServer]:

@@ -7,7 +7,7 @@ import pytest
 
 from tests.kaiwa_process import manage, services_env
 
-pytestmark = [pytest.mark.e2e, pytest.mark.services]
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres_redis]
 
 SHOW = (
     "from django.db import connection\n"

@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import POSTGRES_URL
 from tests.kaiwa_process import KaiwaServer, services_env
 
-pytestmark = [pytest.mark.e2e, pytest.mark.services]
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres_redis]
 
 DEAD = "redis://127.0.0.1:1/0"  # nothing listens on port 1
 

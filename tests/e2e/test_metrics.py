@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.kaiwa_process import KaiwaServer, create_users, services_env
 from tests.wsclient import Client, room_name
 
-pytestmark = [pytest.mark.e2e, pytest.mark.services]
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres_redis]
 
 
 @pytest.fixture(scope="module")

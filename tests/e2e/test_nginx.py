@@ -21,7 +21,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from tests.kaiwa_process import REPO, KaiwaServer, create_users, free_port, services_env
 from tests.wsclient import Client, bearer, room_name
 
-pytestmark = [pytest.mark.e2e, pytest.mark.services]
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres_redis]
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 

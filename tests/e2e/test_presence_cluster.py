@@ -18,7 +18,7 @@ import pytest
 from tests.kaiwa_process import KaiwaServer, create_users, services_env
 from tests.wsclient import Client, bearer, room_name
 
-pytestmark = [pytest.mark.e2e, pytest.mark.services]
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres_redis]
 
 GRACE = 3.0  # seconds (KAIWA_PRESENCE_GRACE_SECONDS of these servers)
 SWEEP_MARGIN = 2.0  # seconds: a sweep (1 s) and the publish

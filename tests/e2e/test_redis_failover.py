@@ -35,7 +35,7 @@ from tests.conftest import fresh_postgres_database
 from tests.kaiwa_process import KaiwaServer, create_users, free_port, services_env
 from tests.wsclient import Client, Rest, room_name
 
-pytestmark = [pytest.mark.e2e, pytest.mark.services]
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres_redis]
 
 MASTER = "kaiwa-failover"
 DOWN_AFTER_MS = 1000

@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import fresh_postgres_database
 from tests.kaiwa_process import KAIWA, KaiwaServer, base_env
 
-pytestmark = [pytest.mark.e2e, pytest.mark.services]
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres_redis]
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from tests.notifications.helpers import (
     wait_for,
 )
 
-pytestmark = [pytest.mark.e2e, pytest.mark.services]
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres_redis]
 
 BATCH_SECONDS = 2
 BASE_URL = "http://chat.example.test"

@@ -24,7 +24,7 @@ from tests.kaiwa_process import KaiwaServer, manage, services_env
 from tests.reliability.faults import rss_kib
 from tests.wsclient import Client
 
-pytestmark = [pytest.mark.e2e, pytest.mark.services, pytest.mark.faults]
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres_redis, pytest.mark.faults]
 
 CLIENTS = 2000
 USERS = 200

@@ -32,7 +32,7 @@ from tests.reliability.chatters import Outcome, Progress, check_outcome, make_ch
 from tests.reliability.faults import RedisServer, TcpProxy, wait_for_port
 from tests.wsclient import Rest, room_name
 
-pytestmark = [pytest.mark.e2e, pytest.mark.services, pytest.mark.faults]
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres_redis, pytest.mark.faults]
 
 CHATTERS = tuple(f"chatter{i}" for i in range(8))
 MESSAGES_EACH = 40

@@ -243,9 +243,9 @@ class ChatConsumer(SocketConsumer):
     async def _join(self, slug: str) -> None:
         after, after_ok = parse_after(self.scope.get("query_string", b""))
         hub = get_hub()
-        self.feed = await hub.join_room(slug, self)
+        self.feed = await hub.subscribe_room(slug, self)
         if self.user is not None:
-            await hub.join_user(self.user.pk, self)
+            await hub.subscribe_user(self.user.pk, self)
         if not after_ok:
             await self._send_now(
                 frames.error_frame(
@@ -599,9 +599,9 @@ class ChatConsumer(SocketConsumer):
             self.presence_open = False
         if self.feed is not None and self.room is not None:
             hub = get_hub()
-            await hub.leave_room(self.room.slug, self)
+            await hub.unsubscribe_room(self.room.slug, self)
             if self.user is not None:
-                await hub.leave_user(self.user.pk, self)
+                await hub.unsubscribe_user(self.user.pk, self)
         if self.room is not None and self.user is not None:
             positions = get_read_positions()
             if (self.room.pk, self.user.pk) in positions.pending:

@@ -264,7 +264,7 @@ class Hub:
 
     # --- membership -----------------------------------------------------------
 
-    async def join_room(self, slug: str, subscriber: Subscriber) -> RoomFeed:
+    async def subscribe_room(self, slug: str, subscriber: Subscriber) -> RoomFeed:
         """Add ``subscriber`` to the room's feed, opening the feed if needed.
 
         Returns the feed, already started: its next delivery is the seq after
@@ -307,7 +307,7 @@ class Hub:
     async def _read_snapshots(requests: list[tuple[str, int]]) -> list[Any]:
         return await executors.run_read(room_snapshots, requests=requests)
 
-    async def leave_room(self, slug: str, subscriber: Subscriber) -> None:
+    async def unsubscribe_room(self, slug: str, subscriber: Subscriber) -> None:
         """Remove ``subscriber``; the last one out closes the feed and leaves the group."""
         feed = self.feeds.get(slug)
         if feed is None:
@@ -322,7 +322,7 @@ class Hub:
             feed.close()
             await self._group_discard(room_group(slug))
 
-    async def join_user(self, user_id: int, subscriber: Subscriber) -> None:
+    async def subscribe_user(self, user_id: int, subscriber: Subscriber) -> None:
         """Route frames for user ``user_id`` (e.g. ``read``) to ``subscriber``.
 
         The first call subscribes this process to USERS_GROUP (once, for good).
@@ -334,8 +334,8 @@ class Hub:
                     self._users_joined = True
         self.user_sockets.setdefault(user_id, set()).add(subscriber)
 
-    async def leave_user(self, user_id: int, subscriber: Subscriber) -> None:
-        """Undo ``join_user``."""
+    async def unsubscribe_user(self, user_id: int, subscriber: Subscriber) -> None:
+        """Undo ``subscribe_user``."""
         sockets = self.user_sockets.get(user_id)
         if sockets is not None:
             sockets.discard(subscriber)
