@@ -5,7 +5,7 @@ the connection usable where the protocol says so (an error frame: the socket
 stays open, which a ``ping`` round trip after every frame checks).
 
 The expected answer of every frame comes from ``expected_answer``, written
-from PROTOCOL.md sections 2, 3 and 6 and the README's "where the protocol is
+from PROTOCOL.md sections 2, 3 and 6 and docs/clients.md's "where the protocol is
 silent" list, not from the server's code.
 """
 
