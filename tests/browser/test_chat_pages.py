@@ -31,6 +31,7 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
+from tests.browser.csp import Violations
 from tests.kaiwa_process import KaiwaServer, password
 
 pytestmark = pytest.mark.browser
@@ -79,17 +80,19 @@ def browser(chromium_path: str) -> Iterator[Browser]:
 @pytest.fixture
 def new_context(browser: Browser) -> Iterator:
     """Factory of browser contexts (separate windows with their own cookies)."""
-    contexts: list[BrowserContext] = []
+    contexts: list[tuple[BrowserContext, Violations]] = []
 
     def make() -> BrowserContext:
         context = browser.new_context(viewport={"width": 1000, "height": 700})
         context.set_default_timeout(WAIT_MS)
-        contexts.append(context)
+        contexts.append((context, Violations(context)))
         return context
 
     yield make
-    for context in contexts:
+    for context, _ in contexts:
         context.close()
+    for _, violations in contexts:
+        violations.assert_none()  # the pages kept the Content-Security-Policy
 
 
 def log_in(context: BrowserContext, server: KaiwaServer, name: str) -> Page:

@@ -13,44 +13,16 @@ import pytest
 from playwright.sync_api import (
     Browser,
     BrowserContext,
-    ConsoleMessage,
     Page,
     expect,
     sync_playwright,
 )
 
+from tests.browser.csp import Violations
 from tests.browser.test_chat_pages import CHROMIUM_ARGS, WAIT_MS, log_in, wait_live
 from tests.kaiwa_process import KaiwaServer, manage
 
 pytestmark = pytest.mark.browser
-
-# Collects each violation the page reports, from the first script on.
-LISTEN_FOR_VIOLATIONS = """
-window.__cspViolations = [];
-document.addEventListener("securitypolicyviolation", (e) => {
-  window.__cspViolations.push(`${e.violatedDirective} blocked ${e.blockedURI} (${e.sourceFile}:${e.lineNumber})`);
-});
-"""
-
-
-class Violations:
-    """The CSP violations of one browser context's pages: console errors and events."""
-
-    def __init__(self, context: BrowserContext) -> None:
-        self.console: list[str] = []
-        context.add_init_script(LISTEN_FOR_VIOLATIONS)
-        context.on("page", self._watch)
-
-    def _watch(self, page: Page) -> None:
-        page.on("console", self._console)
-
-    def _console(self, message: ConsoleMessage) -> None:
-        if "Content Security Policy" in message.text or "Content-Security-Policy" in message.text:
-            self.console.append(message.text)
-
-    def of(self, page: Page) -> list[str]:
-        """Every violation reported so far: the console's, then ``page``'s events."""
-        return [*self.console, *page.evaluate("window.__cspViolations || []")]
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
+from tests.browser.csp import Violations
 from tests.browser.test_chat_pages import ARTIFACTS, CHROMIUM_ARGS, WAIT_MS, log_in, wait_live
 from tests.kaiwa_process import KaiwaServer, base_env, create_users
 from tests.wsclient import joined_sync
@@ -60,6 +61,7 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture
 def contexts(browser: Browser) -> Iterator:
     made: list[BrowserContext] = []
+    watched: list[Violations] = []
 
     def make(**options) -> BrowserContext:
         context = browser.new_context(**{"viewport": {"width": 1100, "height": 750}, **options})
@@ -68,11 +70,14 @@ def contexts(browser: Browser) -> Iterator:
         # another opens: each page is visible until a test hides it (hide()).
         context.add_init_script(VISIBLE_UNTIL_HIDDEN)
         made.append(context)
+        watched.append(Violations(context))
         return context
 
     yield make
     for context in made:
         context.close()
+    for violations in watched:
+        violations.assert_none()  # the pages kept the Content-Security-Policy
 
 
 VISIBLE_UNTIL_HIDDEN = """
