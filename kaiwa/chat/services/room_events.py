@@ -253,15 +253,27 @@ def reaction_set(
 @dataclass(frozen=True)
 class EventRequest:
     """A room event a socket asks for: ``service`` (``message_edit``,
-    ``message_delete`` or ``reaction_set``) and its keyword arguments."""
+    ``message_delete`` or ``reaction_set``) and its keyword arguments
+    (``room`` and ``user`` among them).
+
+    ``session_key`` and ``token``: the credentials of the socket that asks,
+    as a ``Post`` has them (``kaiwa.accounts.selectors.Credentialed``): the
+    write transaction runs the event only if one of them still admits its
+    user, so nothing is stored after a logout, a password change or a
+    token's revocation, even before the socket's close. None for neither
+    (REST, the admin: authenticated a moment ago)."""
 
     service: Callable[..., RoomEvent | None]
     kwargs: dict[str, object]
+    session_key: str | None = None
+    token: str | None = None
 
 
 def room_event_batch(*, requests: Sequence[EventRequest]) -> list[object]:
-    """Run the room events of several sockets in one transaction: access is
-    checked and the rooms locked once for all (``_event_scope``), each event
+    """Run the room events of several sockets in one transaction: access
+    (the user, the room, and the socket's credentials, as ``posts_refused``
+    checks a post's) is checked and the rooms locked once for all
+    (``_event_scope``), each event
     takes its room's next seq in order, and all are stored together at the
     end. Returns, per request, what its service returned or the ChatError it
     raised (a refused request changes nothing: every service raises its
@@ -270,7 +282,14 @@ def room_event_batch(*, requests: Sequence[EventRequest]) -> list[object]:
     results: list[object] = []
     with transaction.atomic():
         asked = [
-            Post(room=r.kwargs["room"], user=r.kwargs["user"], username="", text="")  # type: ignore[arg-type]
+            Post(
+                room=r.kwargs["room"],  # type: ignore[arg-type]
+                user=r.kwargs["user"],  # type: ignore[arg-type]
+                username="",
+                text="",
+                session_key=r.session_key,
+                token=r.token,
+            )
             for r in requests
         ]
         refused = posts_refused(asked)
