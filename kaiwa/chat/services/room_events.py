@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.db import connection, transaction
 from django.db.models import Exists, OuterRef
@@ -124,22 +125,34 @@ _event_batch: contextvars.ContextVar[_EventBatch | None] = contextvars.ContextVa
 )
 
 
+def _moderator_check(user: User | None) -> None:
+    """Raise MessageForbidden unless ``user`` is active staff now (read in the
+    write transaction, as ``posts_refused`` reads a poster)."""
+    staff = get_user_model().objects.filter(is_active=True, is_staff=True)
+    if user is None or not staff.filter(pk=user.pk).exists():
+        raise MessageForbidden("Only staff moderate rooms they are not members of.")
+
+
 @contextmanager
-def _event_scope(*, room: Room, user: User | None) -> Iterator[_EventBatch]:
+def _event_scope(
+    *, room: Room, user: User | None, moderation: bool = False
+) -> Iterator[_EventBatch]:
     """Where a room event is made. Inside ``room_event_batch``: its batch,
     which checked access and locked the rooms for all its events at once.
     Alone (REST, the admin): a transaction that raises NotAuthenticated for an
     inactive user and RoomForbidden for a private room ``user`` is not a
     member of (as ``posts_refused`` does for posts), locks the room's row
     (so that the message read next is the state the event applies to), and
-    stores the event at the end."""
+    stores the event at the end. With ``moderation`` (the admin), active
+    staff need no membership and anyone else gets MessageForbidden."""
     batch = _event_batch.get()
     if batch is not None:
         yield batch
         return
     with transaction.atomic():
-        refused = posts_refused([Post(room=room, user=user, username="", text="")])
-        if refused:
+        if moderation:
+            _moderator_check(user)
+        elif refused := posts_refused([Post(room=room, user=user, username="", text="")]):
             raise refused[0]
         batch = _EventBatch(seqs=_room_seqs_locked([room.pk]))
         token = _event_batch.set(batch)
@@ -186,17 +199,22 @@ def message_edit(*, room: Room, user: User | None, message_id: object, text: obj
     return event
 
 
-def message_delete(*, room: Room, user: User | None, message_id: object) -> RoomEvent:
+def message_delete(
+    *, room: Room, user: User | None, message_id: object, moderation: bool = False
+) -> RoomEvent:
     """Delete message ``message_id`` of ``room``: its author, or staff, may.
     The row stays as a tombstone (text emptied) and the deletion is a room
     event with the room's next seq; the texts of its edit events and former
     versions are erased too, so that no frame or answer carries them again.
 
+    ``moderation`` (the admin's deletions): staff delete in any room, private
+    ones they are not members of included; no socket or REST call sets it.
+
     Raises MessageNotFound, MessageForbidden (not the author nor staff),
     RoomForbidden, NotAuthenticated.
     """
     message_pk = message_id_check(message_id=message_id)
-    with _event_scope(room=room, user=user) as batch:
+    with _event_scope(room=room, user=user, moderation=moderation) as batch:
         message = _message_live(room=room, message_id=message_pk)
         staff = user is not None and user.is_staff
         if not staff and (user is None or message.author_id != user.pk):
