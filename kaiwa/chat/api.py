@@ -313,7 +313,15 @@ EMOJI = Parameter(
     Parameter.PATH,
     description="1 to 32 characters without whitespace: an emoji or a name such as `+1`.",
 )
-REACTION_ERRORS = errors(400, 401, 403, 404, 429, 503)
+REACTION_ERRORS = errors(
+    400,
+    401,
+    403,
+    404,
+    429,
+    503,
+    meanings={403: "`forbidden`: a new emoji beyond KAIWA_MAX_REACTIONS_PER_MESSAGE."},
+)
 
 
 class ReactionAPI(ChatAPIView):

@@ -80,6 +80,14 @@ class MessageForbidden(ChatError):
     http_status = 403
 
 
+class MessageCapReached(ChatError):
+    """The message holds as much as one message may (edits, or distinct
+    reactions: KAIWA_MAX_EDITS_PER_MESSAGE, KAIWA_MAX_REACTIONS_PER_MESSAGE)."""
+
+    code = "forbidden"
+    http_status = 403
+
+
 class MessageRateLimited(ChatError):
     """Too many messages: over KAIWA_RATE_MESSAGES_PER_SECOND; this one was not stored."""
 

@@ -19,6 +19,7 @@ from django.utils import timezone
 from kaiwa.chat import frames, signals
 from kaiwa.chat.errors import (
     ChatError,
+    MessageCapReached,
     MessageForbidden,
     MessageInvalid,
     MessageNotFound,
@@ -240,7 +241,9 @@ def reaction_set(
     when the reaction already was in that state (a no-op, PROTOCOL.md).
 
     Raises MessageInvalid (bad emoji or ``on``), MessageNotFound,
-    RoomForbidden, NotAuthenticated (also for guests: a reaction is a user's).
+    MessageCapReached (a new distinct emoji beyond
+    KAIWA_MAX_REACTIONS_PER_MESSAGE), RoomForbidden, NotAuthenticated (also
+    for guests: a reaction is a user's).
     """
     emoji = emoji_check(emoji=emoji)
     if not isinstance(on, bool):
@@ -253,6 +256,7 @@ def reaction_set(
             message = _message_live(room=room, message_id=message_pk, reacted=(user, emoji))
             if message.reacted:  # type: ignore[attr-defined]  # annotated by _message_live
                 return None
+            _reaction_cap_check(message=message, emoji=emoji)
             Reaction.objects.create(message=message, user=user, username=user.username, emoji=emoji)
         else:
             message = _message_live(room=room, message_id=message_pk)
@@ -265,6 +269,25 @@ def reaction_set(
             kind=RoomEvent.REACTION,
             username=user.username,
             data={"emoji": emoji, "on": on},
+        )
+
+
+def _reaction_cap_check(*, message: Message, emoji: str) -> None:
+    """Raise MessageCapReached when ``emoji`` would be a new distinct emoji
+    on ``message`` beyond KAIWA_MAX_REACTIONS_PER_MESSAGE (a message's
+    reactions ride in every join's backlog and page load). One query,
+    reading at most the cap's number of rows, under the room's lock."""
+    cap = settings.KAIWA_MAX_REACTIONS_PER_MESSAGE
+    held = (  # ordered by emoji alone: Meta.ordering's columns would undo the DISTINCT
+        Reaction.objects.filter(message=message)
+        .order_by("emoji")
+        .values_list("emoji", flat=True)
+        .distinct()
+    )
+    emojis = set(held[: cap + 1])
+    if emoji not in emojis and len(emojis) >= cap:
+        raise MessageCapReached(
+            f"This message has {cap} different reactions, the most it may hold; add one of those."
         )
 
 
