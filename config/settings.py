@@ -420,8 +420,9 @@ KAIWA_MAX_MESSAGE_CHARS = env_int("KAIWA_MAX_MESSAGE_CHARS", 4000)
 # Seconds after posting during which its author may edit a message; 0: always.
 KAIWA_EDIT_WINDOW_SECONDS = env_float("KAIWA_EDIT_WINDOW_SECONDS", 0.0)
 # Caps on what one message accumulates (docs/security.md): its edits (each
-# keeps a former version) and its distinct reaction emoji (Discord's 20).
-KAIWA_MAX_EDITS_PER_MESSAGE = env_int("KAIWA_MAX_EDITS_PER_MESSAGE", 100)
+# keeps a former version; a history answer holds at most this + 1 versions;
+# 0: no edits) and its distinct reaction emoji (Discord's 20).
+KAIWA_MAX_EDITS_PER_MESSAGE = env_int("KAIWA_MAX_EDITS_PER_MESSAGE", 50)
 KAIWA_MAX_REACTIONS_PER_MESSAGE = env_int("KAIWA_MAX_REACTIONS_PER_MESSAGE", 20)
 # `typing` is not relayed in rooms with more members than this (PROTOCOL.md).
 KAIWA_TYPING_MAX_MEMBERS = env_int("KAIWA_TYPING_MAX_MEMBERS", 100)

@@ -271,7 +271,16 @@ class MessageAPI(ChatAPIView):
         responses={
             200: Answer(MessageSerializer, "Edited and broadcast, as the `edit` frame."),
             **errors(
-                400, 401, 403, 404, 429, 503, meanings={403: "`forbidden`: someone else's message."}
+                400,
+                401,
+                403,
+                404,
+                429,
+                503,
+                meanings={
+                    403: "`forbidden`: someone else's message, or one edited "
+                    "KAIWA_MAX_EDITS_PER_MESSAGE times."
+                },
             ),
         },
     )
@@ -362,14 +371,20 @@ class ReactionAPI(ChatAPIView):
 
 class MessageHistoryAPI(ChatAPIView):
     """``GET /api/messages/<id>/history``: 200 ``{"versions": [{"message",
-    "html", "edited_at"}]}``, oldest first, the original included."""
+    "html", "edited_at"}]}``, oldest first, the original included; at most
+    KAIWA_MAX_EDITS_PER_MESSAGE + 1 versions (the original and the latest),
+    none rendered on the request (``selectors.message_versions``)."""
 
     @extend_schema(
         operation_id="messages_history",
         summary="The versions of a message's text",
         parameters=[MESSAGE_ID],
         responses={
-            200: Answer(HistorySerializer, "Oldest first, the original included."),
+            200: Answer(
+                HistorySerializer,
+                "Oldest first, the original included; at most "
+                "KAIWA_MAX_EDITS_PER_MESSAGE + 1 versions: the original and the latest.",
+            ),
             **errors(401, 404, 503),
         },
     )

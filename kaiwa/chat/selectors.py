@@ -176,15 +176,25 @@ def message_get_visible(*, user: User, message_id: object) -> Message:
 def message_versions(*, message: Message) -> list[dict[str, Any]]:
     """``GET /api/messages/<id>/history``: ``[{"message", "html", "edited_at"}]``
     oldest first, the original included (its ``edited_at`` is null) and the
-    current text last. Raises MessageNotFound for a deleted message."""
+    current text last. Raises MessageNotFound for a deleted message.
+
+    Bounded whatever is stored: at most KAIWA_MAX_EDITS_PER_MESSAGE + 1
+    versions, the original and the latest (versions stored under a higher
+    cap, or before there was one, are left out from the middle). Each
+    version's ``html`` is the one stored with it; only a version stored
+    before that column is rendered, and only when it is in the answer. Two
+    queries."""
     if message.deleted_at is not None:
         raise MessageNotFound("No such message.")
-    versions = list(message.versions.all())
-    texts = [(v.text, v.since) for v in versions] + [(message.text, message.edited_at)]
+    latest = max(0, settings.KAIWA_MAX_EDITS_PER_MESSAGE - 1)
+    first = list(message.versions.all()[:1])
+    rest = list(message.versions.exclude(pk__in=[v.pk for v in first]).reverse()[:latest])
+    versions = [(v.text, v.html, v.since) for v in [*first, *rest[::-1]]]
+    texts = [*versions, (message.text, message.html, message.edited_at)]
     result = []
-    for index, (text, since) in enumerate(texts):
+    for index, (text, html, since) in enumerate(texts):
         edited = None if index == 0 or since is None else frames.timestamp(since)
-        html = message.html if index == len(texts) - 1 else message_html(text=text)
+        html = html or message_html(text=text)
         result.append({"message": text, "html": html, "edited_at": edited})
     return result
 

@@ -171,8 +171,9 @@ def message_edit(*, room: Room, user: User | None, message_id: object, text: obj
     KAIWA_EDIT_WINDOW_SECONDS of posting when that is set (0: no window).
 
     Raises MessageInvalid (bad text), MessageNotFound (unknown, other room,
-    deleted), MessageForbidden (not the author, window passed), RoomForbidden (a
-    private room left), NotAuthenticated (inactive user).
+    deleted), MessageForbidden (not the author, window passed),
+    MessageCapReached (edited KAIWA_MAX_EDITS_PER_MESSAGE times already),
+    RoomForbidden (a private room left), NotAuthenticated (inactive user).
     """
     text = message_text_check(text=text)
     message_pk = message_id_check(message_id=message_id)
@@ -183,9 +184,13 @@ def message_edit(*, room: Room, user: User | None, message_id: object, text: obj
         window = settings.KAIWA_EDIT_WINDOW_SECONDS
         if window > 0 and (timezone.now() - message.created_at).total_seconds() > window:
             raise MessageForbidden("This message can no longer be edited.")
+        _edit_cap_check(message=message)
         now = timezone.now()
         MessageVersion.objects.create(
-            message=message, text=message.text, since=message.edited_at or message.created_at
+            message=message,
+            text=message.text,
+            html=message.html,  # as rendered then: the history renders nothing
+            since=message.edited_at or message.created_at,
         )
         old_text = message.text
         message.text = text
@@ -269,6 +274,18 @@ def reaction_set(
             kind=RoomEvent.REACTION,
             username=user.username,
             data={"emoji": emoji, "on": on},
+        )
+
+
+def _edit_cap_check(*, message: Message) -> None:
+    """Raise MessageCapReached when ``message`` has been edited
+    KAIWA_MAX_EDITS_PER_MESSAGE times (each edit keeps a version, and 300
+    slow-to-parse versions made each history request cost a minute, issue
+    22 #1). One count, under the room's lock."""
+    cap = settings.KAIWA_MAX_EDITS_PER_MESSAGE
+    if MessageVersion.objects.filter(message=message).count() >= cap:
+        raise MessageCapReached(
+            f"This message was edited {cap} times, the most one may be; post a new one."
         )
 
 
