@@ -347,6 +347,9 @@ AXES_USERNAME_CALLABLE = "kaiwa.accounts.limits.axes_username"
 # many usernames; password-reset emails are limited per address as well.
 KAIWA_SIGNIN_RATE_PER_IP = os.environ.get("KAIWA_SIGNIN_RATE_PER_IP", "") or "30/m"
 KAIWA_PASSWORD_RESET_RATE = os.environ.get("KAIWA_PASSWORD_RESET_RATE", "") or "3/h"
+# Searches per user (GET /api/search/, django-ratelimit's format; "0": no
+# limit): a query costs about a second of PostgreSQL time on 200,000 messages.
+KAIWA_SEARCH_RATE = os.environ.get("KAIWA_SEARCH_RATE", "") or "20/m"
 
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/chat/"

@@ -4,8 +4,10 @@ search, presence."""
 from typing import Any, overload
 
 import orjson
+from django.conf import settings
 from django.db import Error as DatabaseError
 from django.http import HttpResponse
+from django_ratelimit.core import get_usage
 from drf_spectacular.utils import OpenApiParameter as Parameter
 from drf_spectacular.utils import OpenApiResponse as Answer
 from drf_spectacular.utils import extend_schema
@@ -16,7 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from kaiwa.chat import frames, selectors, services
-from kaiwa.chat.errors import ChatError, MessageRateLimited, Unavailable
+from kaiwa.chat.errors import ChatError, MessageRateLimited, SearchRateLimited, Unavailable
 from kaiwa.chat.models import room_slug_validator
 from kaiwa.chat.realtime import limits, presence
 from kaiwa.chat.selectors import MESSAGE_PAGE_MAX, ROOM_PAGE_DEFAULT, ROOM_PAGE_MAX
@@ -45,6 +47,7 @@ class ChatAPIError(APIException):
 
     def __init__(self, error: ChatError) -> None:
         self.status_code = error.http_status
+        self.wait = error.retry_after  # DRF's exception handler sends it as Retry-After
         super().__init__(detail=error.detail, code=error.code)
 
 
@@ -398,7 +401,8 @@ class SearchAPI(ChatAPIView):
     [message objects]}`` from the rooms you can see (or one room), best
     matches first, deleted messages never; ``limit`` default 20, at most
     100. 400 ``bad_request`` without ``q`` (1 to 200 characters); 404 for a
-    room you cannot see."""
+    room you cannot see; 429 ``rate_limited`` with ``Retry-After`` over
+    KAIWA_SEARCH_RATE (``search_retry_after``)."""
 
     @extend_schema(
         operation_id="messages_search",
@@ -410,10 +414,20 @@ class SearchAPI(ChatAPIView):
         ],
         responses={
             200: Answer(MessageListSerializer, "Best matches first."),
-            **errors(400, 401, 404, 503),
+            **errors(
+                400,
+                401,
+                404,
+                429,
+                503,
+                meanings={429: "`rate_limited`: over KAIWA_SEARCH_RATE; see `Retry-After`."},
+            ),
         },
     )
     def get(self, request: AuthenticatedRequest) -> HttpResponse:
+        wait = search_retry_after(request)
+        if wait is not None:
+            raise SearchRateLimited("Too many searches; wait a moment.", retry_after=wait)
         query = request.query_params.get("q", "").strip()
         if not 1 <= len(query) <= SEARCH_QUERY_MAX or "\x00" in query:
             error = ChatError("'q' must be 1 to 200 characters of text.", code="bad_request")
@@ -433,6 +447,27 @@ class SearchAPI(ChatAPIView):
 
 
 SEARCH_QUERY_MAX = 200  # characters of a search query
+
+
+def search_retry_after(request: AuthenticatedRequest) -> int | None:
+    """Count one search of ``request.user`` against KAIWA_SEARCH_RATE
+    (django-ratelimit's ``"<n>/<s|m|h|d>"``, a fixed window in Django's cache,
+    so across processes with Redis); returns the seconds until the window
+    ends when he is over it, else None. ``"0"``: no limit. A query costs
+    about a second of PostgreSQL time on 200,000 messages (issue 22 #2)."""
+    rate = settings.KAIWA_SEARCH_RATE
+    if rate in ("", "0"):
+        return None
+    usage = get_usage(
+        request,
+        group="kaiwa.search",
+        key=lambda group, req: str(request.user.pk),
+        rate=rate,
+        increment=True,
+    )
+    if usage is None or not usage["should_limit"]:
+        return None
+    return max(1, int(usage["time_left"]))
 
 
 class PresenceAPI(ChatAPIView):

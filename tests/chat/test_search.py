@@ -53,6 +53,24 @@ def test_it_needs_a_query(alice, params):
     assert answer.json()["code"] == "bad_request"
 
 
+@pytest.mark.django_db
+def test_it_limits_each_users_searches(alice, bob, settings):
+    settings.KAIWA_SEARCH_RATE = "3/m"
+    for _ in range(3):
+        assert search(alice, q="anything").status_code == 200
+    refused = search(alice, q="anything")
+    assert refused.status_code == 429
+    assert refused.json()["code"] == "rate_limited"
+    assert 1 <= int(refused["Retry-After"]) <= 60
+    assert search(bob, q="anything").status_code == 200  # per user: bob has his own
+
+
+@pytest.mark.django_db
+def test_the_search_limit_can_be_turned_off(alice, settings):
+    settings.KAIWA_SEARCH_RATE = "0"
+    assert all(search(alice, q="x").status_code == 200 for _ in range(5))
+
+
 @pytest.mark.e2e
 @pytest.mark.services
 def test_postgresql_full_text_search_ranks_and_uses_its_index(postgres_url, tmp_path):
