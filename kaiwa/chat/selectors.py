@@ -352,7 +352,7 @@ def room_last_seqs(*, slugs: list[str]) -> dict[str, tuple[int, int]]:
     return {slug: (last_seq, purged) for slug, last_seq, purged in rows}
 
 
-SEARCH_WORDS_MAX = 10  # words of a query used on SQLite's fallback
+SEARCH_WORDS_MAX = 10  # words of a query used (web-search's ``or`` and ``-word`` included)
 
 
 def message_search(
@@ -364,10 +364,13 @@ def message_search(
     PostgreSQL: full-text search (``django.contrib.postgres.search``, the
     ``simple`` configuration, so any language is split on words; web-search
     syntax: ``"a phrase"``, ``-word``, ``or``), best matches first, on the GIN
-    index of migration 0006. SQLite: every word of the query (at most
-    SEARCH_WORDS_MAX) must appear in the text, case-insensitively for ASCII
-    letters (SQLite's LIKE), newest first.
+    index of migration 0006. SQLite: every word of the query must appear in
+    the text, case-insensitively for ASCII letters (SQLite's LIKE), newest
+    first. Either way only the first SEARCH_WORDS_MAX words count: each term
+    is one more index scan (or one more LIKE), and ``q`` is rate-limited per
+    user but 200 characters hold a hundred terms.
     """
+    words = query.split()[:SEARCH_WORDS_MAX]
     messages = Message.objects.filter(
         room__in=room_list_visible(user=user), deleted_at__isnull=True
     ).select_related("room")
@@ -377,10 +380,10 @@ def message_search(
         from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
 
         document = SearchVector("text", config="simple")
-        found = SearchQuery(query, config="simple", search_type="websearch")
+        found = SearchQuery(" ".join(words), config="simple", search_type="websearch")
         ranked = messages.annotate(document=document, rank=SearchRank(document, found))
         return list(ranked.filter(document=found).order_by("-rank", "-created_at")[:limit])
-    for word in query.split()[:SEARCH_WORDS_MAX]:
+    for word in words:
         messages = messages.filter(text__icontains=word)
     return list(messages.order_by("-created_at", "-pk")[:limit])
 
