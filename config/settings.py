@@ -347,6 +347,9 @@ AXES_USERNAME_CALLABLE = "kaiwa.accounts.limits.axes_username"
 # many usernames; password-reset emails are limited per address as well.
 KAIWA_SIGNIN_RATE_PER_IP = os.environ.get("KAIWA_SIGNIN_RATE_PER_IP", "") or "30/m"
 KAIWA_PASSWORD_RESET_RATE = os.environ.get("KAIWA_PASSWORD_RESET_RATE", "") or "3/h"
+# Searches per user (GET /api/search/, django-ratelimit's format; "0": no
+# limit): a query costs about a second of PostgreSQL time on 200,000 messages.
+KAIWA_SEARCH_RATE = os.environ.get("KAIWA_SEARCH_RATE", "") or "20/m"
 
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/chat/"
@@ -419,6 +422,11 @@ KAIWA_MAX_FRAME_BYTES = env_int("KAIWA_MAX_FRAME_BYTES", 16 * 1024)
 KAIWA_MAX_MESSAGE_CHARS = env_int("KAIWA_MAX_MESSAGE_CHARS", 4000)
 # Seconds after posting during which its author may edit a message; 0: always.
 KAIWA_EDIT_WINDOW_SECONDS = env_float("KAIWA_EDIT_WINDOW_SECONDS", 0.0)
+# Caps on what one message accumulates (docs/security.md): its edits (each
+# keeps a former version; a history answer holds at most this + 1 versions;
+# 0: no edits) and its distinct reaction emoji (Discord's 20).
+KAIWA_MAX_EDITS_PER_MESSAGE = env_int("KAIWA_MAX_EDITS_PER_MESSAGE", 50)
+KAIWA_MAX_REACTIONS_PER_MESSAGE = env_int("KAIWA_MAX_REACTIONS_PER_MESSAGE", 20)
 # `typing` is not relayed in rooms with more members than this (PROTOCOL.md).
 KAIWA_TYPING_MAX_MEMBERS = env_int("KAIWA_TYPING_MAX_MEMBERS", 100)
 # How often a visible room page asks GET /api/rooms/ for the sidebar's unread

@@ -191,6 +191,14 @@ def over_the_room_rate(world: World, operation: tuple[str, str]) -> Any:
     return send(world.api(world.alice), "post", "/api/dms/", {"username": "carol"})
 
 
+def over_the_search_rate(world: World, operation: tuple[str, str]) -> Any:
+    world.settings.KAIWA_SEARCH_RATE = "1/m"
+    assert success(world, operation).status_code == 200
+    answer = success(world, operation)
+    assert answer["Retry-After"]
+    return answer
+
+
 def edited_then_history(world: World, operation: tuple[str, str]) -> Any:
     world.api(world.alice).patch(
         f"/api/messages/{world.message_id}", {"message": "*edited*"}, format="json"
@@ -296,6 +304,7 @@ SCENARIOS: dict[tuple[str, str, int], Scenario] = {
     ),
     ("/api/search/", "get", 400): by("alice", "get", "/api/search/?q="),
     ("/api/search/", "get", 404): by("alice", "get", "/api/search/?q=hello&room=secret"),
+    ("/api/search/", "get", 429): over_the_search_rate,
 }
 
 

@@ -1,8 +1,9 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from kaiwa.chat import services
+from kaiwa.chat.errors import ChatError
 from kaiwa.chat.models import Membership, Message, Room
 from kaiwa.requests import AuthenticatedHttpRequest
 
@@ -62,10 +63,17 @@ class MessageAdmin(admin.ModelAdmin):
     def delete_keeping_tombstones(
         self, request: AuthenticatedHttpRequest, queryset: QuerySet[Message]
     ) -> None:
-        """Delete each live message as its author or staff would (a ``delete``
-        room event per message, sent to the room's sockets)."""
+        """Delete each live message as staff (a ``delete`` room event per
+        message, sent to the room's sockets), in private rooms too: moderation
+        needs no membership. A refusal is reported, never a 500."""
         count = 0
         for message in queryset.filter(deleted_at__isnull=True).select_related("room"):
-            services.message_delete(room=message.room, user=request.user, message_id=message.pk)
+            try:
+                services.message_delete(
+                    room=message.room, user=request.user, message_id=message.pk, moderation=True
+                )
+            except ChatError as exc:
+                self.message_user(request, f"{message}: {exc.detail}", level=messages.ERROR)
+                continue
             count += 1
         self.message_user(request, f"{count} message(s) deleted.")

@@ -4,8 +4,10 @@ search, presence."""
 from typing import Any, overload
 
 import orjson
+from django.conf import settings
 from django.db import Error as DatabaseError
 from django.http import HttpResponse
+from django_ratelimit.core import get_usage
 from drf_spectacular.utils import OpenApiParameter as Parameter
 from drf_spectacular.utils import OpenApiResponse as Answer
 from drf_spectacular.utils import extend_schema
@@ -16,7 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from kaiwa.chat import frames, selectors, services
-from kaiwa.chat.errors import ChatError, MessageRateLimited, Unavailable
+from kaiwa.chat.errors import ChatError, MessageRateLimited, SearchRateLimited, Unavailable
 from kaiwa.chat.models import room_slug_validator
 from kaiwa.chat.realtime import limits, presence
 from kaiwa.chat.selectors import MESSAGE_PAGE_MAX, ROOM_PAGE_DEFAULT, ROOM_PAGE_MAX
@@ -45,6 +47,7 @@ class ChatAPIError(APIException):
 
     def __init__(self, error: ChatError) -> None:
         self.status_code = error.http_status
+        self.wait = error.retry_after  # DRF's exception handler sends it as Retry-After
         super().__init__(detail=error.detail, code=error.code)
 
 
@@ -271,7 +274,16 @@ class MessageAPI(ChatAPIView):
         responses={
             200: Answer(MessageSerializer, "Edited and broadcast, as the `edit` frame."),
             **errors(
-                400, 401, 403, 404, 429, 503, meanings={403: "`forbidden`: someone else's message."}
+                400,
+                401,
+                403,
+                404,
+                429,
+                503,
+                meanings={
+                    403: "`forbidden`: someone else's message, or one edited "
+                    "KAIWA_MAX_EDITS_PER_MESSAGE times."
+                },
             ),
         },
     )
@@ -313,7 +325,15 @@ EMOJI = Parameter(
     Parameter.PATH,
     description="1 to 32 characters without whitespace: an emoji or a name such as `+1`.",
 )
-REACTION_ERRORS = errors(400, 401, 403, 404, 429, 503)
+REACTION_ERRORS = errors(
+    400,
+    401,
+    403,
+    404,
+    429,
+    503,
+    meanings={403: "`forbidden`: a new emoji beyond KAIWA_MAX_REACTIONS_PER_MESSAGE."},
+)
 
 
 class ReactionAPI(ChatAPIView):
@@ -354,14 +374,20 @@ class ReactionAPI(ChatAPIView):
 
 class MessageHistoryAPI(ChatAPIView):
     """``GET /api/messages/<id>/history``: 200 ``{"versions": [{"message",
-    "html", "edited_at"}]}``, oldest first, the original included."""
+    "html", "edited_at"}]}``, oldest first, the original included; at most
+    KAIWA_MAX_EDITS_PER_MESSAGE + 1 versions (the original and the latest),
+    none rendered on the request (``selectors.message_versions``)."""
 
     @extend_schema(
         operation_id="messages_history",
         summary="The versions of a message's text",
         parameters=[MESSAGE_ID],
         responses={
-            200: Answer(HistorySerializer, "Oldest first, the original included."),
+            200: Answer(
+                HistorySerializer,
+                "Oldest first, the original included; at most "
+                "KAIWA_MAX_EDITS_PER_MESSAGE + 1 versions: the original and the latest.",
+            ),
             **errors(401, 404, 503),
         },
     )
@@ -375,7 +401,8 @@ class SearchAPI(ChatAPIView):
     [message objects]}`` from the rooms you can see (or one room), best
     matches first, deleted messages never; ``limit`` default 20, at most
     100. 400 ``bad_request`` without ``q`` (1 to 200 characters); 404 for a
-    room you cannot see."""
+    room you cannot see; 429 ``rate_limited`` with ``Retry-After`` over
+    KAIWA_SEARCH_RATE (``search_retry_after``)."""
 
     @extend_schema(
         operation_id="messages_search",
@@ -387,10 +414,20 @@ class SearchAPI(ChatAPIView):
         ],
         responses={
             200: Answer(MessageListSerializer, "Best matches first."),
-            **errors(400, 401, 404, 503),
+            **errors(
+                400,
+                401,
+                404,
+                429,
+                503,
+                meanings={429: "`rate_limited`: over KAIWA_SEARCH_RATE; see `Retry-After`."},
+            ),
         },
     )
     def get(self, request: AuthenticatedRequest) -> HttpResponse:
+        wait = search_retry_after(request)
+        if wait is not None:
+            raise SearchRateLimited("Too many searches; wait a moment.", retry_after=wait)
         query = request.query_params.get("q", "").strip()
         if not 1 <= len(query) <= SEARCH_QUERY_MAX or "\x00" in query:
             error = ChatError("'q' must be 1 to 200 characters of text.", code="bad_request")
@@ -410,6 +447,27 @@ class SearchAPI(ChatAPIView):
 
 
 SEARCH_QUERY_MAX = 200  # characters of a search query
+
+
+def search_retry_after(request: AuthenticatedRequest) -> int | None:
+    """Count one search of ``request.user`` against KAIWA_SEARCH_RATE
+    (django-ratelimit's ``"<n>/<s|m|h|d>"``, a fixed window in Django's cache,
+    so across processes with Redis); returns the seconds until the window
+    ends when he is over it, else None. ``"0"``: no limit. A query costs
+    about a second of PostgreSQL time on 200,000 messages (issue 22 #2)."""
+    rate = settings.KAIWA_SEARCH_RATE
+    if rate in ("", "0"):
+        return None
+    usage = get_usage(
+        request,
+        group="kaiwa.search",
+        key=lambda group, req: str(request.user.pk),
+        rate=rate,
+        increment=True,
+    )
+    if usage is None or not usage["should_limit"]:
+        return None
+    return max(1, int(usage["time_left"]))
 
 
 class PresenceAPI(ChatAPIView):

@@ -11,6 +11,7 @@ class ChatError(Exception):
     code = "error"
     close_code = 1008
     http_status = 400
+    retry_after: int | None = None  # seconds; REST sends it as Retry-After
 
     def __init__(self, detail: str = "", *, code: str | None = None) -> None:
         super().__init__(detail or self.__class__.__doc__ or self.code)
@@ -80,6 +81,14 @@ class MessageForbidden(ChatError):
     http_status = 403
 
 
+class MessageCapReached(ChatError):
+    """The message holds as much as one message may (edits, or distinct
+    reactions: KAIWA_MAX_EDITS_PER_MESSAGE, KAIWA_MAX_REACTIONS_PER_MESSAGE)."""
+
+    code = "forbidden"
+    http_status = 403
+
+
 class MessageRateLimited(ChatError):
     """Too many messages: over KAIWA_RATE_MESSAGES_PER_SECOND; this one was not stored."""
 
@@ -94,3 +103,15 @@ class RoomCreateRateLimited(ChatError):
     code = "rate_limited"
     close_code = 4429
     http_status = 429
+
+
+class SearchRateLimited(ChatError):
+    """Too many searches: over KAIWA_SEARCH_RATE; try again in ``retry_after`` seconds."""
+
+    code = "rate_limited"
+    close_code = 4429
+    http_status = 429
+
+    def __init__(self, detail: str = "", *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after

@@ -159,10 +159,16 @@ class RoomEvent(models.Model):
 
 class MessageVersion(models.Model):
     """An earlier text of an edited message (Zulip's ``edit_history``): the
-    original and each replaced text, with when it became the text."""
+    original and each replaced text, with when it became the text.
+
+    ``html``: that text as it was rendered when it was the message's (the
+    message's ``html``, kept by the edit that replaced it), so that the
+    history is never rendered on a request; empty on versions stored
+    before this column (migration 0008)."""
 
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="versions")
     text = models.TextField()
+    html = models.TextField(default="", blank=True)
     since = models.DateTimeField()  # created_at of the original, else the edit's time
 
     class Meta:

@@ -176,15 +176,25 @@ def message_get_visible(*, user: User, message_id: object) -> Message:
 def message_versions(*, message: Message) -> list[dict[str, Any]]:
     """``GET /api/messages/<id>/history``: ``[{"message", "html", "edited_at"}]``
     oldest first, the original included (its ``edited_at`` is null) and the
-    current text last. Raises MessageNotFound for a deleted message."""
+    current text last. Raises MessageNotFound for a deleted message.
+
+    Bounded whatever is stored: at most KAIWA_MAX_EDITS_PER_MESSAGE + 1
+    versions, the original and the latest (versions stored under a higher
+    cap, or before there was one, are left out from the middle). Each
+    version's ``html`` is the one stored with it; only a version stored
+    before that column is rendered, and only when it is in the answer. Two
+    queries."""
     if message.deleted_at is not None:
         raise MessageNotFound("No such message.")
-    versions = list(message.versions.all())
-    texts = [(v.text, v.since) for v in versions] + [(message.text, message.edited_at)]
+    latest = max(0, settings.KAIWA_MAX_EDITS_PER_MESSAGE - 1)
+    first = list(message.versions.all()[:1])
+    rest = list(message.versions.exclude(pk__in=[v.pk for v in first]).reverse()[:latest])
+    versions = [(v.text, v.html, v.since) for v in [*first, *rest[::-1]]]
+    texts = [*versions, (message.text, message.html, message.edited_at)]
     result = []
-    for index, (text, since) in enumerate(texts):
+    for index, (text, html, since) in enumerate(texts):
         edited = None if index == 0 or since is None else frames.timestamp(since)
-        html = message.html if index == len(texts) - 1 else message_html(text=text)
+        html = html or message_html(text=text)
         result.append({"message": text, "html": html, "edited_at": edited})
     return result
 
@@ -342,7 +352,7 @@ def room_last_seqs(*, slugs: list[str]) -> dict[str, tuple[int, int]]:
     return {slug: (last_seq, purged) for slug, last_seq, purged in rows}
 
 
-SEARCH_WORDS_MAX = 10  # words of a query used on SQLite's fallback
+SEARCH_WORDS_MAX = 10  # words of a query used (web-search's ``or`` and ``-word`` included)
 
 
 def message_search(
@@ -354,10 +364,13 @@ def message_search(
     PostgreSQL: full-text search (``django.contrib.postgres.search``, the
     ``simple`` configuration, so any language is split on words; web-search
     syntax: ``"a phrase"``, ``-word``, ``or``), best matches first, on the GIN
-    index of migration 0006. SQLite: every word of the query (at most
-    SEARCH_WORDS_MAX) must appear in the text, case-insensitively for ASCII
-    letters (SQLite's LIKE), newest first.
+    index of migration 0006. SQLite: every word of the query must appear in
+    the text, case-insensitively for ASCII letters (SQLite's LIKE), newest
+    first. Either way only the first SEARCH_WORDS_MAX words count: each term
+    is one more index scan (or one more LIKE), and ``q`` is rate-limited per
+    user but 200 characters hold a hundred terms.
     """
+    words = query.split()[:SEARCH_WORDS_MAX]
     messages = Message.objects.filter(
         room__in=room_list_visible(user=user), deleted_at__isnull=True
     ).select_related("room")
@@ -367,10 +380,10 @@ def message_search(
         from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
 
         document = SearchVector("text", config="simple")
-        found = SearchQuery(query, config="simple", search_type="websearch")
+        found = SearchQuery(" ".join(words), config="simple", search_type="websearch")
         ranked = messages.annotate(document=document, rank=SearchRank(document, found))
         return list(ranked.filter(document=found).order_by("-rank", "-created_at")[:limit])
-    for word in query.split()[:SEARCH_WORDS_MAX]:
+    for word in words:
         messages = messages.filter(text__icontains=word)
     return list(messages.order_by("-created_at", "-pk")[:limit])
 

@@ -265,6 +265,33 @@ def test_the_admin_deletes_messages_as_tombstones(db):
     assert Message.objects.filter(pk=message.pk).exists()
 
 
+def test_staff_moderate_private_rooms_they_are_not_members_of_in_the_admin(db):
+    staff = UserFactory(username="root", is_staff=True, is_superuser=True)
+    alice = UserFactory(username="alice")
+    room = RoomFactory(slug="secret", private=True)
+    message = Message.objects.create(room=room, seq=1, author=alice, username="alice", text="abuse")
+    Room.objects.filter(pk=room.pk).update(last_seq=1)
+    answer = rest(staff).post(
+        "/admin/chat/message/",
+        {"action": "delete_keeping_tombstones", "_selected_action": [message.pk]},
+    )
+    assert answer.status_code == 302
+    message.refresh_from_db()
+    assert (message.text, message.deleted_at is not None) == ("", True)
+    assert list(RoomEvent.objects.values_list("seq", "kind", "username")) == [(2, "delete", "root")]
+
+
+def test_moderation_is_for_staff_only(db):
+    from kaiwa.chat import services
+    from kaiwa.chat.errors import MessageForbidden
+
+    alice = UserFactory(username="alice")
+    room = RoomFactory(slug="secret", private=True)
+    message = Message.objects.create(room=room, seq=1, author=alice, username="alice", text="x")
+    with pytest.raises(MessageForbidden):
+        services.message_delete(room=room, user=alice, message_id=message.pk, moderation=True)
+
+
 async def test_mentions_are_marked_whatever_their_case(people):
     alice, bob, _ = people
     await join(user=bob)  # bob is a member of the lobby now

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.db import connection, transaction
 from django.db.models import Exists, OuterRef
@@ -18,6 +19,7 @@ from django.utils import timezone
 from kaiwa.chat import frames, signals
 from kaiwa.chat.errors import (
     ChatError,
+    MessageCapReached,
     MessageForbidden,
     MessageInvalid,
     MessageNotFound,
@@ -124,22 +126,34 @@ _event_batch: contextvars.ContextVar[_EventBatch | None] = contextvars.ContextVa
 )
 
 
+def _moderator_check(user: User | None) -> None:
+    """Raise MessageForbidden unless ``user`` is active staff now (read in the
+    write transaction, as ``posts_refused`` reads a poster)."""
+    staff = get_user_model().objects.filter(is_active=True, is_staff=True)
+    if user is None or not staff.filter(pk=user.pk).exists():
+        raise MessageForbidden("Only staff moderate rooms they are not members of.")
+
+
 @contextmanager
-def _event_scope(*, room: Room, user: User | None) -> Iterator[_EventBatch]:
+def _event_scope(
+    *, room: Room, user: User | None, moderation: bool = False
+) -> Iterator[_EventBatch]:
     """Where a room event is made. Inside ``room_event_batch``: its batch,
     which checked access and locked the rooms for all its events at once.
     Alone (REST, the admin): a transaction that raises NotAuthenticated for an
     inactive user and RoomForbidden for a private room ``user`` is not a
     member of (as ``posts_refused`` does for posts), locks the room's row
     (so that the message read next is the state the event applies to), and
-    stores the event at the end."""
+    stores the event at the end. With ``moderation`` (the admin), active
+    staff need no membership and anyone else gets MessageForbidden."""
     batch = _event_batch.get()
     if batch is not None:
         yield batch
         return
     with transaction.atomic():
-        refused = posts_refused([Post(room=room, user=user, username="", text="")])
-        if refused:
+        if moderation:
+            _moderator_check(user)
+        elif refused := posts_refused([Post(room=room, user=user, username="", text="")]):
             raise refused[0]
         batch = _EventBatch(seqs=_room_seqs_locked([room.pk]))
         token = _event_batch.set(batch)
@@ -157,8 +171,9 @@ def message_edit(*, room: Room, user: User | None, message_id: object, text: obj
     KAIWA_EDIT_WINDOW_SECONDS of posting when that is set (0: no window).
 
     Raises MessageInvalid (bad text), MessageNotFound (unknown, other room,
-    deleted), MessageForbidden (not the author, window passed), RoomForbidden (a
-    private room left), NotAuthenticated (inactive user).
+    deleted), MessageForbidden (not the author, window passed),
+    MessageCapReached (edited KAIWA_MAX_EDITS_PER_MESSAGE times already),
+    RoomForbidden (a private room left), NotAuthenticated (inactive user).
     """
     text = message_text_check(text=text)
     message_pk = message_id_check(message_id=message_id)
@@ -169,9 +184,13 @@ def message_edit(*, room: Room, user: User | None, message_id: object, text: obj
         window = settings.KAIWA_EDIT_WINDOW_SECONDS
         if window > 0 and (timezone.now() - message.created_at).total_seconds() > window:
             raise MessageForbidden("This message can no longer be edited.")
+        _edit_cap_check(message=message)
         now = timezone.now()
         MessageVersion.objects.create(
-            message=message, text=message.text, since=message.edited_at or message.created_at
+            message=message,
+            text=message.text,
+            html=message.html,  # as rendered then: the history renders nothing
+            since=message.edited_at or message.created_at,
         )
         old_text = message.text
         message.text = text
@@ -186,17 +205,22 @@ def message_edit(*, room: Room, user: User | None, message_id: object, text: obj
     return event
 
 
-def message_delete(*, room: Room, user: User | None, message_id: object) -> RoomEvent:
+def message_delete(
+    *, room: Room, user: User | None, message_id: object, moderation: bool = False
+) -> RoomEvent:
     """Delete message ``message_id`` of ``room``: its author, or staff, may.
     The row stays as a tombstone (text emptied) and the deletion is a room
     event with the room's next seq; the texts of its edit events and former
     versions are erased too, so that no frame or answer carries them again.
 
+    ``moderation`` (the admin's deletions): staff delete in any room, private
+    ones they are not members of included; no socket or REST call sets it.
+
     Raises MessageNotFound, MessageForbidden (not the author nor staff),
     RoomForbidden, NotAuthenticated.
     """
     message_pk = message_id_check(message_id=message_id)
-    with _event_scope(room=room, user=user) as batch:
+    with _event_scope(room=room, user=user, moderation=moderation) as batch:
         message = _message_live(room=room, message_id=message_pk)
         staff = user is not None and user.is_staff
         if not staff and (user is None or message.author_id != user.pk):
@@ -222,7 +246,9 @@ def reaction_set(
     when the reaction already was in that state (a no-op, PROTOCOL.md).
 
     Raises MessageInvalid (bad emoji or ``on``), MessageNotFound,
-    RoomForbidden, NotAuthenticated (also for guests: a reaction is a user's).
+    MessageCapReached (a new distinct emoji beyond
+    KAIWA_MAX_REACTIONS_PER_MESSAGE), RoomForbidden, NotAuthenticated (also
+    for guests: a reaction is a user's).
     """
     emoji = emoji_check(emoji=emoji)
     if not isinstance(on, bool):
@@ -235,6 +261,7 @@ def reaction_set(
             message = _message_live(room=room, message_id=message_pk, reacted=(user, emoji))
             if message.reacted:  # type: ignore[attr-defined]  # annotated by _message_live
                 return None
+            _reaction_cap_check(message=message, emoji=emoji)
             Reaction.objects.create(message=message, user=user, username=user.username, emoji=emoji)
         else:
             message = _message_live(room=room, message_id=message_pk)
@@ -250,18 +277,61 @@ def reaction_set(
         )
 
 
+def _edit_cap_check(*, message: Message) -> None:
+    """Raise MessageCapReached when ``message`` has been edited
+    KAIWA_MAX_EDITS_PER_MESSAGE times (each edit keeps a version, and 300
+    slow-to-parse versions made each history request cost a minute, issue
+    22 #1). One count, under the room's lock."""
+    cap = settings.KAIWA_MAX_EDITS_PER_MESSAGE
+    if MessageVersion.objects.filter(message=message).count() >= cap:
+        raise MessageCapReached(
+            f"This message was edited {cap} times, the most one may be; post a new one."
+        )
+
+
+def _reaction_cap_check(*, message: Message, emoji: str) -> None:
+    """Raise MessageCapReached when ``emoji`` would be a new distinct emoji
+    on ``message`` beyond KAIWA_MAX_REACTIONS_PER_MESSAGE (a message's
+    reactions ride in every join's backlog and page load). One query,
+    reading at most the cap's number of rows, under the room's lock."""
+    cap = settings.KAIWA_MAX_REACTIONS_PER_MESSAGE
+    held = (  # ordered by emoji alone: Meta.ordering's columns would undo the DISTINCT
+        Reaction.objects.filter(message=message)
+        .order_by("emoji")
+        .values_list("emoji", flat=True)
+        .distinct()
+    )
+    emojis = set(held[: cap + 1])
+    if emoji not in emojis and len(emojis) >= cap:
+        raise MessageCapReached(
+            f"This message has {cap} different reactions, the most it may hold; add one of those."
+        )
+
+
 @dataclass(frozen=True)
 class EventRequest:
     """A room event a socket asks for: ``service`` (``message_edit``,
-    ``message_delete`` or ``reaction_set``) and its keyword arguments."""
+    ``message_delete`` or ``reaction_set``) and its keyword arguments
+    (``room`` and ``user`` among them).
+
+    ``session_key`` and ``token``: the credentials of the socket that asks,
+    as a ``Post`` has them (``kaiwa.accounts.selectors.Credentialed``): the
+    write transaction runs the event only if one of them still admits its
+    user, so nothing is stored after a logout, a password change or a
+    token's revocation, even before the socket's close. None for neither
+    (REST, the admin: authenticated a moment ago)."""
 
     service: Callable[..., RoomEvent | None]
     kwargs: dict[str, object]
+    session_key: str | None = None
+    token: str | None = None
 
 
 def room_event_batch(*, requests: Sequence[EventRequest]) -> list[object]:
-    """Run the room events of several sockets in one transaction: access is
-    checked and the rooms locked once for all (``_event_scope``), each event
+    """Run the room events of several sockets in one transaction: access
+    (the user, the room, and the socket's credentials, as ``posts_refused``
+    checks a post's) is checked and the rooms locked once for all
+    (``_event_scope``), each event
     takes its room's next seq in order, and all are stored together at the
     end. Returns, per request, what its service returned or the ChatError it
     raised (a refused request changes nothing: every service raises its
@@ -270,7 +340,14 @@ def room_event_batch(*, requests: Sequence[EventRequest]) -> list[object]:
     results: list[object] = []
     with transaction.atomic():
         asked = [
-            Post(room=r.kwargs["room"], user=r.kwargs["user"], username="", text="")  # type: ignore[arg-type]
+            Post(
+                room=r.kwargs["room"],  # type: ignore[arg-type]
+                user=r.kwargs["user"],  # type: ignore[arg-type]
+                username="",
+                text="",
+                session_key=r.session_key,
+                token=r.token,
+            )
             for r in requests
         ]
         refused = posts_refused(asked)
