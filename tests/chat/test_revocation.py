@@ -165,9 +165,6 @@ async def test_a_post_after_the_revocation_is_refused_before_the_socket_closes(t
     assert not await database_sync_to_async(Message.objects.exists)()
 
 
-@pytest.mark.xfail(
-    strict=True, reason="consumers.py does not pass the socket's credentials to EventRequest yet"
-)
 async def test_an_edit_after_the_token_revocation_is_refused_before_the_socket_closes(team):
     _, bob, tokens = team
     socket = await join("/ws/chat/lobby/", token=tokens["bob"])

@@ -482,6 +482,12 @@ class ChatConsumer(SocketConsumer):
             request = services.EventRequest(
                 services.reaction_set, {**common, "emoji": data.get("emoji"), "on": data.get("on")}
             )
+        # Re-checked in the write transaction as posts are (services.posts_refused).
+        request = dataclasses.replace(
+            request,
+            session_key=self.session_key,
+            token=self.admission.token if self.admission is not None else None,
+        )
         outcome = await get_writer().room_event(request)
         if isinstance(outcome, ChatError):
             raise outcome
