@@ -97,7 +97,7 @@ def test_postgresql_full_text_search_ranks_and_uses_its_index(postgres_url, tmp_
 
 
 @pytest.mark.e2e
-@pytest.mark.services
+@pytest.mark.postgres_redis
 def test_postgresql_search_uses_at_most_ten_words_of_a_query(postgres_url, tmp_path):
     env = base_env(DATABASE_URL=postgres_url, KAIWA_DATA_DIR=str(tmp_path))
     manage(env, "migrate", "--noinput", "-v", "0")
