@@ -193,7 +193,9 @@ class MessageListAPI(ChatAPIView):
         # A private room is visible to its members only: strangers get 404.
         found = selectors.room_get_visible(user=request.user, slug=room)
         if not limits.message_post_allowed(f"user:{request.user.pk}"):
-            raise MessageRateLimited(limits.SenderLimit.detail())
+            raise MessageRateLimited(
+                limits.SenderLimit.detail(), retry_after=limits.SenderLimit.retry_after_seconds()
+            )
         message, created = services.message_create(
             room=found,
             user=request.user,
@@ -291,7 +293,9 @@ class MessageAPI(ChatAPIView):
         data = json_body(request)
         message = selectors.message_get_visible(user=request.user, message_id=message_id)
         if not limits.message_post_allowed(f"user:{request.user.pk}"):
-            raise MessageRateLimited(limits.SenderLimit.detail())
+            raise MessageRateLimited(
+                limits.SenderLimit.detail(), retry_after=limits.SenderLimit.retry_after_seconds()
+            )
         services.message_edit(
             room=message.room, user=request.user, message_id=message.pk, text=data.get("message")
         )
@@ -314,7 +318,9 @@ class MessageAPI(ChatAPIView):
     def delete(self, request: AuthenticatedRequest, message_id: str) -> HttpResponse:
         message = selectors.message_get_visible(user=request.user, message_id=message_id)
         if not limits.message_post_allowed(f"user:{request.user.pk}"):
-            raise MessageRateLimited(limits.SenderLimit.detail())
+            raise MessageRateLimited(
+                limits.SenderLimit.detail(), retry_after=limits.SenderLimit.retry_after_seconds()
+            )
         services.message_delete(room=message.room, user=request.user, message_id=message.pk)
         return HttpResponse(status=204)
 
@@ -365,7 +371,9 @@ class ReactionAPI(ChatAPIView):
     ) -> HttpResponse:
         message = selectors.message_get_visible(user=request.user, message_id=message_id)
         if not limits.message_post_allowed(f"user:{request.user.pk}"):
-            raise MessageRateLimited(limits.SenderLimit.detail())
+            raise MessageRateLimited(
+                limits.SenderLimit.detail(), retry_after=limits.SenderLimit.retry_after_seconds()
+            )
         services.reaction_set(
             room=message.room, user=request.user, message_id=message.pk, emoji=emoji, on=on
         )

@@ -90,11 +90,19 @@ class MessageCapReached(ChatError):
 
 
 class MessageRateLimited(ChatError):
-    """Too many messages: over KAIWA_RATE_MESSAGES_PER_SECOND; this one was not stored."""
+    """Too many messages: over KAIWA_RATE_MESSAGES_PER_SECOND; this one was not stored.
+
+    ``retry_after`` (seconds, over REST as Retry-After): when the sender's
+    bucket holds a token again; None over WebSocket, whose error frame has none.
+    """
 
     code = "rate_limited"
     close_code = 4429
     http_status = 429
+
+    def __init__(self, detail: str = "", *, retry_after: int | None = None) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
 
 
 class RoomCreateRateLimited(ChatError):

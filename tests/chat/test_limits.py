@@ -227,3 +227,27 @@ def test_a_batch_of_socket_acquires_admits_up_to_the_cap_even_after_a_script_flu
         client.delete(key)
         cluster_limits._blocking_storage.cache_clear()
         cluster_limits._blocking_client.cache_clear()
+
+
+@pytest.mark.django_db
+def test_a_rest_post_over_the_budget_says_when_to_retry(settings, clock):
+    from django.test import Client
+
+    from tests.factories import RoomFactory, UserFactory
+
+    settings.KAIWA_RATE_MESSAGES_PER_SECOND = 0.25  # one token every 4 s
+    settings.KAIWA_RATE_BURST = 1
+    alice = UserFactory(username="alice")
+    RoomFactory(slug="lobby")
+    client = Client()
+    client.force_login(alice)
+
+    def post():
+        return client.post(
+            "/api/rooms/lobby/messages/", {"message": "hi"}, content_type="application/json"
+        )
+
+    assert post().status_code == 201
+    refused = post()
+    assert (refused.status_code, refused.json()["code"]) == (429, "rate_limited")
+    assert refused["Retry-After"] == "4"

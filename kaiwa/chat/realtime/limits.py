@@ -170,6 +170,12 @@ class SenderLimit:
         return self.strikes > settings.KAIWA_RATE_STRIKES
 
     @staticmethod
+    def retry_after_seconds() -> int:
+        """Whole seconds until an empty message bucket holds a token again (>= 1)."""
+        rate = settings.KAIWA_RATE_MESSAGES_PER_SECOND
+        return max(1, math.ceil(1 / rate)) if rate > 0 else 1
+
+    @staticmethod
     def detail() -> str:
         """The human text of the ``rate_limited`` error frame."""
         rate = settings.KAIWA_RATE_MESSAGES_PER_SECOND
