@@ -43,7 +43,7 @@ from . import loadgen
 
 UVICORN_OPTIONS = [
     "--ws", "websockets-sansio", "--log-level", "warning", "--no-access-log", "--backlog", "4096",
-    "--http", "h11",  # as `kaiwa serve` (kaiwa.http: bounded request heads)
+    "--http", "h11",  # as `kaiwa serve` (kaiwa.uvicorn_h11: bounded request heads)
 ]  # fmt: skip
 KAIWA_BIN = str(Path(sys.executable).with_name("kaiwa"))
 # The checkout holding bench/: the working directory of every process the

@@ -454,7 +454,7 @@ KAIWA_READ_FLUSH_SECONDS = env_float("KAIWA_READ_FLUSH_SECONDS", 1.0)
 # the kernel caps it at net.core.somaxconn).
 KAIWA_LISTEN_BACKLOG = env_int("KAIWA_LISTEN_BACKLOG", 4096)
 # Bounds on a request head (request line and headers) for `kaiwa serve`
-# (kaiwa.http): bytes buffered before it is refused with 400 (nginx's
+# (kaiwa.uvicorn_h11): bytes buffered before it is refused with 400 (nginx's
 # large_client_header_buffers default is 4 x 8 KiB), and seconds it may take to
 # arrive before the connection is closed (nginx's client_header_timeout).
 KAIWA_MAX_HEADER_BYTES = env_int("KAIWA_MAX_HEADER_BYTES", 65536)
@@ -601,7 +601,7 @@ PERMISSIONS_POLICY: dict[str, list[str]] = {
 }
 
 # The debug page and error emails mask URL-shaped secrets (DATABASE_URL ...) too.
-DEFAULT_EXCEPTION_REPORTER_FILTER = "kaiwa.errors.KaiwaExceptionReporterFilter"
+DEFAULT_EXCEPTION_REPORTER_FILTER = "kaiwa.error_reports.KaiwaExceptionReporterFilter"
 
 # Logs (kaiwa.logs): one line per HTTP request (django-structlog) and per
 # socket at INFO, with their request_id or socket_id; KAIWA_LOG_FORMAT=json

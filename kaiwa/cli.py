@@ -140,14 +140,14 @@ def serve(host: str, port: int, log_level: str, migrate_first: bool = True) -> N
     uvicorn's sans-I/O websockets protocol is used; frames above
     KAIWA_MAX_FRAME_BYTES are refused by it with close code 1009, and sockets
     open at shutdown are closed with 1012 (server restarting). HTTP is parsed
-    by h11 (kaiwa.http): a request head above KAIWA_MAX_HEADER_BYTES gets 400,
+    by h11 (kaiwa.uvicorn_h11): a request head above KAIWA_MAX_HEADER_BYTES gets 400,
     one not complete within KAIWA_HEADER_TIMEOUT_SECONDS is closed.
     """
     _setup()
     import uvicorn
     from django.conf import settings
 
-    from kaiwa.http import HeadTimeoutH11Protocol
+    from kaiwa.uvicorn_h11 import HeadTimeoutH11Protocol
 
     if migrate_first:
         migrate()

@@ -1,4 +1,4 @@
-"""Error reports (kaiwa.errors.KaiwaExceptionReporterFilter): no secret of a
+"""Error reports (kaiwa.error_reports.KaiwaExceptionReporterFilter): no secret of a
 setting or a request shows in them."""
 
 from django.views.debug import get_default_exception_reporter_filter

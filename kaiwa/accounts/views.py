@@ -26,7 +26,7 @@ from kaiwa.openapi import (
     errors,
     no_content,
 )
-from kaiwa.requests import AuthenticatedHttpRequest, AuthenticatedRequest
+from kaiwa.request_types import AuthenticatedHttpRequest, AuthenticatedRequest
 from kaiwa.rest import StrictJSONParser
 
 from .forms import USERNAME_MAX_LENGTH, SignupForm

@@ -5,7 +5,7 @@ from django.http import HttpRequest
 from kaiwa.chat import services
 from kaiwa.chat.errors import ChatError
 from kaiwa.chat.models import Membership, Message, Room
-from kaiwa.requests import AuthenticatedHttpRequest
+from kaiwa.request_types import AuthenticatedHttpRequest
 
 
 class MembershipInline(admin.TabularInline):

@@ -39,7 +39,7 @@ from kaiwa.openapi import (
     no_content,
     query_integer,
 )
-from kaiwa.requests import AuthenticatedRequest
+from kaiwa.request_types import AuthenticatedRequest
 
 
 class ChatAPIError(APIException):

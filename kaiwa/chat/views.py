@@ -10,7 +10,7 @@ from kaiwa.chat import selectors
 from kaiwa.chat.errors import RoomNotFound
 from kaiwa.chat.models import DM_PREFIX
 from kaiwa.chat.validators import room_slug_check
-from kaiwa.requests import AuthenticatedHttpRequest
+from kaiwa.request_types import AuthenticatedHttpRequest
 
 INDEX_PAGE_ROOMS = 50  # rooms per /chat/ page
 

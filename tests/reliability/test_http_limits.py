@@ -1,4 +1,4 @@
-"""Bounds on HTTP request heads against a real ``kaiwa serve`` (kaiwa.http):
+"""Bounds on HTTP request heads against a real ``kaiwa serve`` (kaiwa.uvicorn_h11):
 a head above KAIWA_MAX_HEADER_BYTES is refused, a connection whose head is not
 complete within KAIWA_HEADER_TIMEOUT_SECONDS (1 s here) is closed, whether it
 sends nothing or dribbles bytes (slowloris); requests and WebSockets that
