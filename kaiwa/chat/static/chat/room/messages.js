@@ -303,7 +303,10 @@ export function installMessageList() {
   }).observe(list);
   list.addEventListener("scroll", () => {
     state.stuckToBottom = atBottom();
-    if (list.scrollTop < NEAR_TOP_PX) loadOlder();
+    // Not before the first ready: the backlog renders over several frames
+    // on a slow machine, and a scroll event of the moment the list barely
+    // overflowed would load a page of older messages nobody scrolled to.
+    if (list.scrollTop < NEAR_TOP_PX && state.readies > 0) loadOlder();
     if (state.stuckToBottom) {
       if (state.detached) return;
       $("new-messages").hidden = true;
