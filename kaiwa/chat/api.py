@@ -192,10 +192,7 @@ class MessageListAPI(ChatAPIView):
         data = json_body(request)
         # A private room is visible to its members only: strangers get 404.
         found = selectors.room_get_visible(user=request.user, slug=room)
-        if not limits.message_post_allowed(f"user:{request.user.pk}"):
-            raise MessageRateLimited(
-                limits.SenderLimit.detail(), retry_after=limits.SenderLimit.retry_after_seconds()
-            )
+        message_budget_take(request)
         message, created = services.message_create(
             room=found,
             user=request.user,
@@ -292,10 +289,7 @@ class MessageAPI(ChatAPIView):
     def patch(self, request: AuthenticatedRequest, message_id: str) -> HttpResponse:
         data = json_body(request)
         message = selectors.message_get_visible(user=request.user, message_id=message_id)
-        if not limits.message_post_allowed(f"user:{request.user.pk}"):
-            raise MessageRateLimited(
-                limits.SenderLimit.detail(), retry_after=limits.SenderLimit.retry_after_seconds()
-            )
+        message_budget_take(request)
         services.message_edit(
             room=message.room, user=request.user, message_id=message.pk, text=data.get("message")
         )
@@ -317,10 +311,7 @@ class MessageAPI(ChatAPIView):
     )
     def delete(self, request: AuthenticatedRequest, message_id: str) -> HttpResponse:
         message = selectors.message_get_visible(user=request.user, message_id=message_id)
-        if not limits.message_post_allowed(f"user:{request.user.pk}"):
-            raise MessageRateLimited(
-                limits.SenderLimit.detail(), retry_after=limits.SenderLimit.retry_after_seconds()
-            )
+        message_budget_take(request)
         services.message_delete(room=message.room, user=request.user, message_id=message.pk)
         return HttpResponse(status=204)
 
@@ -370,10 +361,7 @@ class ReactionAPI(ChatAPIView):
         self, request: AuthenticatedRequest, message_id: str, emoji: str, *, on: bool
     ) -> HttpResponse:
         message = selectors.message_get_visible(user=request.user, message_id=message_id)
-        if not limits.message_post_allowed(f"user:{request.user.pk}"):
-            raise MessageRateLimited(
-                limits.SenderLimit.detail(), retry_after=limits.SenderLimit.retry_after_seconds()
-            )
+        message_budget_take(request)
         services.reaction_set(
             room=message.room, user=request.user, message_id=message.pk, emoji=emoji, on=on
         )
@@ -505,3 +493,13 @@ class PresenceAPI(ChatAPIView):
             if user in statuses
         ]
         return json_response({"users": users})
+
+
+def message_budget_take(request: AuthenticatedRequest) -> None:
+    """Take one message from the sender's budget, the bucket his sockets share
+    (``limits.message_post_allowed``); raises MessageRateLimited (429, with
+    Retry-After in seconds) when it is empty."""
+    if not limits.message_post_allowed(f"user:{request.user.pk}"):
+        raise MessageRateLimited(
+            limits.SenderLimit.detail(), retry_after=limits.SenderLimit.retry_after_seconds()
+        )

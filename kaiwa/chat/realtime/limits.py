@@ -24,21 +24,12 @@ rooms per user is counted from stored rows, across processes).
   ``too many connections``).
 - Guests (KAIWA_ALLOW_GUESTS) have no account to count by: the guests of one
   client IP share one message bucket and one socket cap, as a user's sockets do.
-- Room creation: each user (each IP for guests) has a token bucket of
-  KAIWA_ROOM_CREATE_RATE_PER_MINUTE new rooms, refilled at that many per
-  minute; a join that would create a room over it is closed with 4429, a new
-  direct message over REST gets 429 (``services.room_create_batch``,
-  ``services.dm_open``). The cap on rooms per user is counted from stored
-  rows instead, so that it holds across processes (KAIWA_MAX_ROOMS_PER_USER).
+- Room creation: a rate per user and a cap of rooms, in ``kaiwa.chat.quotas``.
 
 A rate or cap of 0 turns that limit off.
 
-The token bucket is the falconry ``token-bucket`` package (``token_bucket.Limiter``
-with an in-memory store), the algorithm of
-https://en.wikipedia.org/wiki/Token_bucket: a bucket holds at most ``capacity``
-tokens, gains ``rate`` tokens per second, and each event takes one; an event
-that finds no token is refused. A burst of ``capacity`` events passes at once,
-then ``rate`` per second.
+The token buckets are ``kaiwa.chat.quotas.bucket``'s (its docstring gives the
+algorithm and its source).
 """
 
 from __future__ import annotations
